@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * xcap kernel source: capture skbs at BTF tracepoints.
+ *
+ * One object is loaded per hook (the attach target of a tp_btf program is
+ * fixed at load time); all of them share the ring buffer. Each hook has its
+ * own counters and scratch buffer, and a program does not nest with itself
+ * on one CPU, so the per-CPU scratch needs no lock.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "xcap_event.h"
+#include "kernel.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile struct xcap_config cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XCAP_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/*
+ * Record assembly area. Packet data always sits at DATA_OFF; the header is
+ * written right before the stack area when stacks are recorded, or right
+ * before the data when not, so header, stack and data go out contiguous.
+ * The data region is twice the largest snap length: the verifier bounds the
+ * write offset and the length separately, so their sum may reach twice it.
+ */
+#define STACK_BYTES (XCAP_MAX_STACK * 8)
+#define HDR_BYTES ((__u32)sizeof(struct xcap_event))
+#define DATA_OFF (HDR_BYTES + STACK_BYTES)
+#define SCRATCH_DATA (2 * XCAP_MAX_SNAPLEN)
+struct scratch {
+	__u8 hdr[HDR_BYTES + STACK_BYTES];
+	__u8 data[SCRATCH_DATA];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* resized to the number of CPUs at load */
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+/* Cached values of the kernel's direct-map bases (randomized by KASLR). */
+__u64 vmemmap = 0;
+__u64 page_offset = 0;
+
+/* Frag layouts: 6.12+ carries a netmem_ref, older kernels a bio_vec. */
+struct skb_frag___netmem {
+	unsigned long netmem;
+	unsigned int len;
+	unsigned int offset;
+} __attribute__((preserve_access_index));
+
+struct bio_vec___old {
+	struct page *bv_page;
+	unsigned int bv_len;
+	unsigned int bv_offset;
+} __attribute__((preserve_access_index));
+
+#define MAX_FRAGS 17
+#define MAX_FRAG_LIST 8
+#define ARPHRD_ETHER 1
+#define ARPHRD_LOOPBACK 772
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool iface_selected(__u32 ifindex, __u32 netns)
+{
+	if (cfg.nr_ifaces == 0)
+		return true;
+	for (int i = 0; i < XCAP_MAX_IFACES; i++) {
+		if (i >= cfg.nr_ifaces)
+			break;
+		if (cfg.ifindex[i] == ifindex && (cfg.netns[i] == 0 || cfg.netns[i] == netns))
+			return true;
+	}
+	return false;
+}
+
+/* Kernel virtual address of a struct page in the direct map (x86-64). */
+static __always_inline __u64 page_addr(__u64 page)
+{
+	if (!vmemmap) {
+		__u64 v = 0xffffea0000000000ULL, p = 0xffff888000000000ULL;
+
+		if (cfg.vmemmap_base)
+			bpf_probe_read_kernel(&v, sizeof(v), (void *)cfg.vmemmap_base);
+		if (cfg.page_offset_base)
+			bpf_probe_read_kernel(&p, sizeof(p), (void *)cfg.page_offset_base);
+		vmemmap = v;
+		page_offset = p;
+	}
+	if (page < vmemmap)
+		return 0;
+	return page_offset + (page - vmemmap) / bpf_core_type_size(struct page) * 4096;
+}
+
+/* Copy len bytes from kernel address src to s->data[off]; returns bytes copied. */
+static __always_inline __u32 copy_out(struct scratch *s, __u32 off, __u64 src, __u32 len)
+{
+	if (off >= XCAP_MAX_SNAPLEN || len == 0)
+		return 0;
+	if (len > XCAP_MAX_SNAPLEN)
+		len = XCAP_MAX_SNAPLEN;
+	if (bpf_probe_read_kernel(&s->data[off], len, (void *)src))
+		return 0;
+	return len;
+}
+
+struct frag {
+	__u64 addr;
+	__u32 len;
+};
+
+static __always_inline struct frag read_frag(void *f)
+{
+	struct frag r = {};
+	__u64 page;
+
+	if (bpf_core_field_exists(((struct skb_frag___netmem *)0)->netmem)) {
+		struct skb_frag___netmem *n = f;
+
+		page = BPF_CORE_READ(n, netmem);
+		if (page & 1) /* net_iov (device memory): no readable page */
+			return r;
+		r.addr = page_addr(page);
+		if (r.addr)
+			r.addr += BPF_CORE_READ(n, offset);
+		r.len = BPF_CORE_READ(n, len);
+	} else {
+		struct bio_vec___old *b = f;
+
+		page = (__u64)BPF_CORE_READ(b, bv_page);
+		r.addr = page_addr(page);
+		if (r.addr)
+			r.addr += BPF_CORE_READ(b, bv_offset);
+		r.len = BPF_CORE_READ(b, bv_len);
+	}
+	return r;
+}
+
+/*
+ * Copy the paged part of skb (its frags) after `off` bytes already copied,
+ * until `cap` bytes are there. Returns the new offset; *trunc is set when a
+ * frag could not be read.
+ */
+static __always_inline __u32 copy_frags(struct scratch *s, struct sk_buff *skb, __u32 off,
+					__u32 cap, bool *trunc)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u64 shinfo = (__u64)head + BPF_CORE_READ(skb, end);
+	__u8 nr = 0;
+	__u64 frags = shinfo + bpf_core_field_offset(struct skb_shared_info, frags);
+	__u32 fsize = bpf_core_type_size(skb_frag_t);
+
+	bpf_probe_read_kernel(&nr, sizeof(nr),
+			      (void *)(shinfo + bpf_core_field_offset(struct skb_shared_info, nr_frags)));
+	for (int i = 0; i < MAX_FRAGS; i++) {
+		struct frag f;
+		__u32 want, got;
+
+		if (i >= nr || off >= cap)
+			break;
+		f = read_frag((void *)(frags + i * fsize));
+		want = cap - off;
+		if (want > f.len)
+			want = f.len;
+		if (!f.addr) {
+			*trunc = true;
+			break;
+		}
+		got = copy_out(s, off, f.addr, want);
+		if (got != want) {
+			*trunc = true;
+			break;
+		}
+		off += got;
+	}
+	return off;
+}
+
+static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
+				   bool drop)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	__u32 ifindex = 0, netns = 0;
+	struct scratch *s;
+
+	if (dev) {
+		ifindex = BPF_CORE_READ(dev, ifindex);
+		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	}
+	if (!iface_selected(ifindex, netns))
+		return 0;
+	count(XCAP_CNT_SEEN);
+
+	s = bpf_map_lookup_elem(&scratch_map, &cpu);
+	if (!s)
+		return 0;
+
+	__u32 hdr_off = cfg.stack ? 0 : STACK_BYTES;
+	struct xcap_event *ev = (void *)&s->hdr[hdr_off & STACK_BYTES];
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	__u16 mac = BPF_CORE_READ(skb, mac_header);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u32 len = BPF_CORE_READ(skb, len);
+	__u32 data_len = BPF_CORE_READ(skb, data_len);
+	__u16 type = dev ? BPF_CORE_READ(dev, type) : 0;
+	unsigned char *start;
+
+	/*
+	 * Start at the MAC header when the skb has a real one; otherwise at the
+	 * network header, as raw IP. Never invent a link-layer header.
+	 */
+	if (mac != (__u16)~0U && nh != (__u16)~0U && nh > mac &&
+	    (type == ARPHRD_ETHER || type == ARPHRD_LOOPBACK)) {
+		start = head + mac;
+		ev->link = XCAP_LINK_ETHERNET;
+	} else {
+		start = nh != (__u16)~0U ? head + nh : data;
+		ev->link = XCAP_LINK_RAW;
+	}
+
+	/* Bytes of the packet from `start`: linear part first, then pages. */
+	__s64 before = data - start; /* > 0 when start precedes skb->data */
+	__s64 total = (__s64)len + before;
+	__s64 linear = (__s64)(len - data_len) + before;
+
+	if (total < 0 || linear < 0 || total > 0x7fffffff) {
+		total = 0;
+		linear = 0;
+	}
+	__u32 cap = total < cfg.snaplen ? total : cfg.snaplen;
+	__u32 lin = linear < cap ? linear : cap;
+	__u32 off = copy_out(s, 0, (__u64)start, lin);
+	bool trunc = off != lin;
+
+	if (!trunc && off < cap)
+		off = copy_frags(s, skb, off, cap, &trunc);
+	if (!trunc && off < cap) {
+		/* frag_list skbs (GRO lists): their linear heads, in order. */
+		struct skb_shared_info *shinfo = (void *)(head + BPF_CORE_READ(skb, end));
+		struct sk_buff *frag = BPF_CORE_READ(shinfo, frag_list);
+
+		for (int i = 0; i < MAX_FRAG_LIST; i++) {
+			__u32 flen, want, got;
+
+			if (!frag || off >= cap)
+				break;
+			flen = BPF_CORE_READ(frag, len) - BPF_CORE_READ(frag, data_len);
+			want = cap - off;
+			if (want > flen)
+				want = flen;
+			got = copy_out(s, off, (__u64)BPF_CORE_READ(frag, data), want);
+			off += got;
+			if (got != want || BPF_CORE_READ(frag, data_len)) {
+				trunc = off < cap;
+				break;
+			}
+			frag = BPF_CORE_READ(frag, next);
+		}
+		if (off < cap)
+			trunc = true;
+	}
+	if (trunc)
+		count(XCAP_CNT_TRUNC);
+
+	__u64 id = bpf_get_current_pid_tgid();
+
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->skb = (__u64)skb;
+	ev->location = location;
+	ev->hook = cfg.hook;
+	ev->cap_len = off;
+	ev->orig_len = total;
+	ev->ifindex = ifindex;
+	ev->netns = netns;
+	ev->pid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->cpu = cpu;
+	ev->drop_reason = reason;
+	ev->protocol = BPF_CORE_READ(skb, protocol);
+	ev->dir = cfg.dir;
+	ev->flags = drop ? XCAP_F_DROP : 0;
+	ev->pad = 0;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
+	if (dev)
+		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
+
+	ev->nr_stack = 0;
+	if (cfg.stack) {
+		long n = bpf_get_stack(ctx, &s->hdr[HDR_BYTES], STACK_BYTES, 0);
+
+		if (n > 0)
+			ev->nr_stack = n / 8;
+		ev->flags |= XCAP_F_STACK;
+	}
+
+	/* Tell the verifier what it cannot derive through the copy loops. */
+	barrier_var(off);
+	if (off > XCAP_MAX_SNAPLEN)
+		return 0;
+	__u64 size = HDR_BYTES + (cfg.stack ? STACK_BYTES : 0) + off;
+
+	if (bpf_ringbuf_output(&events, &s->hdr[hdr_off & STACK_BYTES], size, 0))
+		count(XCAP_CNT_LOST);
+	return 0;
+}
+
+/* Generic tracepoint hooks: the skb is argument N of the tracepoint. */
+#define TP_ARG(n)                                                                \
+	SEC("tp_btf/netif_receive_skb")                                          \
+	int xcap_tp_arg##n(__u64 *ctx)                                           \
+	{                                                                        \
+		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false);    \
+	}
+TP_ARG(0)
+TP_ARG(1)
+TP_ARG(2)
+TP_ARG(3)
+TP_ARG(4)
+TP_ARG(5)
+
+/* tp:skb:kfree_skb: the skb, where it was freed, and why. */
+SEC("tp_btf/kfree_skb")
+int xcap_kfree_skb(__u64 *ctx)
+{
+	return capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true);
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Configuration of one hook of the kernel source; mirrored in src/config.rs. */
+#ifndef __XCAP_KERNEL_H
+#define __XCAP_KERNEL_H
+
+struct xcap_config {
+	__u32 hook;           /* index reported in every event */
+	__u32 snaplen;        /* <= XCAP_MAX_SNAPLEN */
+	__u32 dir;            /* enum xcap_dir of this hook */
+	__u32 stack;          /* record kernel stacks */
+	__u32 nr_ifaces;      /* 0: every interface */
+	__u32 ifindex[XCAP_MAX_IFACES];
+	__u32 netns[XCAP_MAX_IFACES];  /* 0: any namespace */
+	__u64 vmemmap_base;   /* address of the kernel variable, 0 if absent */
+	__u64 page_offset_base;
+};
+
+#endif /* __XCAP_KERNEL_H */
