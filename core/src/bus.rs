@@ -28,6 +28,8 @@ pub struct BusReport {
     pub sources: Vec<SourceReport>,
     /// Packets handed to the sinks.
     pub written: u64,
+    /// The same, per source, in the order the sources were given.
+    pub per_source: Vec<u64>,
     /// First error that ended the capture, if any (a closed output is not one).
     pub error: Option<Error>,
 }
@@ -35,6 +37,7 @@ pub struct BusReport {
 struct Pending {
     ts: u64,
     seq: u64,
+    src: usize,
     packet: Packet,
 }
 
@@ -59,6 +62,7 @@ impl Ord for Pending {
 struct Out<'a> {
     sinks: &'a mut [Box<dyn Sink>],
     written: u64,
+    per_source: Vec<u64>,
     count: Option<u64>,
     error: Option<Error>,
     closed: bool,
@@ -68,7 +72,7 @@ impl Out<'_> {
     fn full(&self) -> bool {
         self.closed || self.error.is_some() || self.count.is_some_and(|c| self.written >= c)
     }
-    fn emit(&mut self, p: &Packet) {
+    fn emit(&mut self, src: usize, p: &Packet) {
         if self.full() {
             return;
         }
@@ -83,6 +87,7 @@ impl Out<'_> {
             }
         }
         self.written += 1;
+        self.per_source[src] += 1;
     }
     fn flush(&mut self) {
         for s in self.sinks.iter_mut() {
@@ -110,6 +115,7 @@ pub fn run(
     let n = sources.len();
     let (tx, rx) = sync_channel::<Batch>(64);
     let mut handles = Vec::with_capacity(n);
+    let names: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
     for (index, src) in sources.into_iter().enumerate() {
         let ctx = SourceCtx {
             index,
@@ -142,6 +148,7 @@ pub fn run(
     let mut out = Out {
         sinks: &mut sinks,
         written: 0,
+        per_source: vec![0; n],
         count: opts.count,
         error: None,
         closed: false,
@@ -160,6 +167,7 @@ pub fn run(
                 heap.push(Pending {
                     ts: p.ts_ns,
                     seq,
+                    src: i,
                     packet: p,
                 });
                 seq += 1;
@@ -186,7 +194,7 @@ pub fn run(
         let mut emitted = false;
         while heap.peek().is_some_and(|p| p.ts <= limit) {
             let Some(p) = heap.pop() else { break };
-            out.emit(&p.packet);
+            out.emit(p.src, &p.packet);
             emitted = true;
         }
         // Once per batch, not per packet: a live reader sees output promptly.
@@ -201,14 +209,24 @@ pub fn run(
         }
     }
     while let Some(p) = heap.pop() {
-        out.emit(&p.packet);
+        out.emit(p.src, &p.packet);
     }
     for h in handles {
         let _ = h.join();
     }
     let written = out.written;
+    let per_source = std::mem::take(&mut out.per_source);
     let mut error = out.error.take().or(source_error);
-    let reports: Vec<SourceReport> = reports.into_iter().flatten().collect();
+    let reports: Vec<SourceReport> = reports
+        .into_iter()
+        .zip(names)
+        .map(|(r, name)| {
+            r.unwrap_or(SourceReport {
+                name,
+                ..Default::default()
+            })
+        })
+        .collect();
     for s in sinks.iter_mut() {
         match s.finish(&reports) {
             Ok(()) | Err(Error::Closed) => {}
@@ -222,6 +240,7 @@ pub fn run(
     Ok(BusReport {
         sources: reports,
         written,
+        per_source,
         error,
     })
 }

@@ -14,6 +14,7 @@ fn main() {
         .clang_args([
             "-I".into(),
             include.clone().into_os_string(),
+            "-mcpu=v3".into(),
             "-Wall".into(),
             "-Wno-unused-function".into(),
         ])

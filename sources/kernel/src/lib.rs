@@ -1,1 +1,505 @@
-pub const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernel.bpf.o"));
+//! xcap's kernel source: skbs at BTF tracepoints (`tp_btf`).
+//!
+//! One BPF object is loaded per hook because a `tp_btf` program's target is
+//! fixed at load time; all hooks share one ring buffer, so their events come
+//! out in one stream. Function hooks (fentry/kprobe) are a later step and are
+//! refused by name until then.
+
+mod btf;
+mod config;
+mod iface;
+mod ksyms;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBufferBuilder};
+use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, MAX_IFACES, MAX_SNAPLEN};
+use xcap_core::{
+    CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
+};
+
+use crate::btf::KernelBtf;
+use crate::config::XcapConfig;
+use crate::ksyms::Ksyms;
+
+pub use crate::btf::TracepointArgs;
+
+const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernel.bpf.o"));
+
+/// Hooks used when the user names none: where tcpdump sees packets.
+pub const DEFAULT_HOOKS: [&str; 2] = ["tp:net:netif_receive_skb", "tp:net:net_dev_start_xmit"];
+const DROP_HOOK: &str = "tp:skb:kfree_skb";
+/// Default ring buffer size in KiB.
+const DEFAULT_BUFFER_KIB: u32 = 16 * 1024;
+
+inventory::submit! {
+    SourceFactory {
+        name: "kernel",
+        help: "skbs at kernel tracepoints (--hook tp:CATEGORY:NAME, --drops)",
+        open: open,
+    }
+}
+
+/// One capture point.
+#[derive(Clone, Debug)]
+struct Hook {
+    /// As the user writes it: `tp:net:netif_receive_skb`.
+    name: Arc<str>,
+    /// Tracepoint name: `netif_receive_skb`.
+    tp: String,
+    /// BPF program that handles it.
+    prog: String,
+    dir: u8,
+}
+
+/// Parse and check the hooks against the kernel's BTF.
+fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
+    let mut specs: Vec<String> = if cfg.hooks.is_empty() {
+        DEFAULT_HOOKS.iter().map(|s| s.to_string()).collect()
+    } else {
+        cfg.hooks.clone()
+    };
+    if cfg.drops && !specs.iter().any(|s| s == DROP_HOOK) {
+        specs.push(DROP_HOOK.to_string());
+    }
+    let mut hooks: Vec<Hook> = Vec::new();
+    for spec in specs {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (cat, tp) = match parts.as_slice() {
+            ["tp", cat, name] if !cat.is_empty() && !name.is_empty() => (*cat, *name),
+            ["tp", ..] => {
+                return Err(Error::input(format!(
+                    "bad hook '{spec}': a tracepoint is written tp:CATEGORY:NAME"
+                )))
+            }
+            _ => {
+                return Err(Error::input(format!(
+                    "hook '{spec}': function hooks (fentry, kprobe) are not supported yet; use a tracepoint such as tp:net:netif_receive_skb"
+                )))
+            }
+        };
+        let Some(args) = btf.tracepoint(tp) else {
+            return Err(Error::input(format!(
+                "unknown hook '{spec}': this kernel has no tracepoint {tp}"
+            )));
+        };
+        check_category(cat, tp, &spec)?;
+        let Some(skb_arg) = args.skb_arg else {
+            return Err(Error::input(format!(
+                "hook '{spec}': tracepoint {tp} has no struct sk_buff * argument"
+            )));
+        };
+        let prog = if tp == "kfree_skb" && skb_arg == 0 && args.nr_args >= 3 {
+            "xcap_kfree_skb".to_string()
+        } else if skb_arg <= 5 {
+            format!("xcap_tp_arg{skb_arg}")
+        } else {
+            return Err(Error::input(format!(
+                "hook '{spec}': the skb is argument {skb_arg}; xcap handles positions 0 to 5"
+            )));
+        };
+        if hooks.iter().any(|h| h.tp == tp) {
+            continue;
+        }
+        hooks.push(Hook {
+            name: Arc::from(format!("tp:{cat}:{tp}")),
+            tp: tp.to_string(),
+            prog,
+            dir: direction_of(tp),
+        });
+    }
+    Ok(hooks)
+}
+
+/// BTF does not know a tracepoint's category; tracefs does when it is
+/// mounted (it is not under `ip netns exec`), so check there when we can.
+fn check_category(cat: &str, tp: &str, spec: &str) -> Result<()> {
+    let events = std::path::Path::new("/sys/kernel/tracing/events");
+    if !events.join(cat).join(tp).exists() && events.is_dir() {
+        if let Ok(dirs) = std::fs::read_dir(events) {
+            for d in dirs.flatten() {
+                if d.path().join(tp).is_dir() {
+                    return Err(Error::input(format!(
+                        "unknown hook '{spec}': tracepoint {tp} is in category {}, not {cat}",
+                        d.file_name().to_string_lossy()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn direction_of(tp: &str) -> u8 {
+    if tp.contains("xmit") || tp.contains("_tx") || tp.contains("send") {
+        DIR_OUT
+    } else if tp.contains("receive") || tp.contains("_rx") || tp.contains("rcv") {
+        DIR_IN
+    } else {
+        0
+    }
+}
+
+/// libbpf's messages, kept for error reports instead of printed as noise.
+static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn libbpf_log(level: PrintLevel, msg: String) {
+    if std::env::var_os("XCAP_DEBUG").is_some() {
+        eprint!("libbpf: {msg}");
+    }
+    if level != PrintLevel::Debug {
+        if let Ok(mut log) = LIBBPF_LOG.lock() {
+            if log.len() > 200 {
+                log.remove(0);
+            }
+            log.push(msg.trim_end().to_string());
+        }
+    }
+}
+
+fn load_error(hook: &Hook, what: &str, e: libbpf_rs::Error) -> Error {
+    let detail = LIBBPF_LOG
+        .lock()
+        .ok()
+        .and_then(|l| l.iter().rev().find(|m| !m.is_empty()).cloned())
+        .unwrap_or_default();
+    let hint = if matches!(e.kind(), libbpf_rs::ErrorKind::PermissionDenied) {
+        " (xcap needs root, or CAP_BPF and CAP_PERFMON)"
+    } else {
+        ""
+    };
+    let mut msg = format!("cannot {what} hook {}: {e}{hint}", hook.name);
+    if !detail.is_empty() && std::env::var_os("XCAP_DEBUG").is_none() {
+        msg.push_str(&format!(" [libbpf: {detail}]; XCAP_DEBUG=1 shows the full log"));
+    }
+    Error::runtime(msg)
+}
+
+/// One loaded hook: the object and its attachment.
+struct Loaded {
+    // Declared first so it is dropped (detached) before its object.
+    link: Option<Link>,
+    obj: Object,
+}
+
+pub struct KernelSource {
+    hooks: Vec<Hook>,
+    loaded: Vec<Loaded>,
+    reasons: HashMap<u32, String>,
+    ksyms: Option<Ksyms>,
+}
+
+// SAFETY: libbpf objects and links are plain handles (fds and heap memory)
+// with no thread affinity; the source is moved to its thread once, before
+// use, and never shared.
+unsafe impl Send for KernelSource {}
+
+fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
+    let snaplen = match cfg.snaplen {
+        0 => MAX_SNAPLEN,
+        s if s > MAX_SNAPLEN => {
+            return Err(Error::input(format!(
+                "snap length {s} is too large for the kernel source (at most {MAX_SNAPLEN})"
+            )))
+        }
+        s => s,
+    };
+    let btf = KernelBtf::load()?;
+    let hooks = plan_hooks(cfg, &btf)?;
+    let mut ifaces = iface::resolve(&cfg.interfaces, cfg.netns.as_deref())?;
+    if ifaces.is_empty() {
+        if let Some(ns) = &cfg.netns {
+            ifaces.push((0, iface::netns_inode(ns)?));
+        }
+    }
+    if ifaces.len() > MAX_IFACES {
+        return Err(Error::input(format!(
+            "too many interfaces: at most {MAX_IFACES} -i options"
+        )));
+    }
+    let (vmemmap_base, page_offset_base) = ksyms::direct_map_vars();
+    let ncpus = libbpf_rs::num_possible_cpus()
+        .map_err(|e| Error::runtime(format!("cannot count CPUs: {e}")))? as u32;
+    let rb_bytes = ring_size(if cfg.buffer_kib == 0 {
+        DEFAULT_BUFFER_KIB
+    } else {
+        cfg.buffer_kib
+    });
+
+    libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_log)));
+    let mut loaded: Vec<Loaded> = Vec::with_capacity(hooks.len());
+    for (i, hook) in hooks.iter().enumerate() {
+        let mut c = XcapConfig {
+            hook: i as u32,
+            snaplen,
+            dir: hook.dir as u32,
+            stack: cfg.stack as u32,
+            nr_ifaces: ifaces.len() as u32,
+            vmemmap_base,
+            page_offset_base,
+            ..Default::default()
+        };
+        for (j, (idx, ns)) in ifaces.iter().enumerate() {
+            c.ifindex[j] = *idx;
+            c.netns[j] = *ns;
+        }
+        let shared = loaded.first().map(|l| &l.obj);
+        let obj = load_hook(hook, &c, shared, rb_bytes, ncpus)?;
+        loaded.push(Loaded { link: None, obj });
+    }
+    // Attach only once everything loaded, so a failure leaves nothing behind.
+    for (l, hook) in loaded.iter_mut().zip(&hooks) {
+        let prog = l
+            .obj
+            .progs_mut()
+            .find(|p| p.name() == hook.prog.as_str())
+            .ok_or_else(|| Error::runtime(format!("program {} missing", hook.prog)))?;
+        l.link = Some(prog.attach().map_err(|e| load_error(hook, "attach", e))?);
+    }
+    Ok(Box::new(KernelSource {
+        reasons: if cfg.drops { btf.drop_reasons() } else { HashMap::new() },
+        ksyms: (cfg.drops || cfg.stack).then(Ksyms::load),
+        hooks,
+        loaded,
+    }))
+}
+
+/// Ring buffer size: a power of two pages, at least 64 KiB.
+fn ring_size(kib: u32) -> u32 {
+    (kib.clamp(64, 1 << 21) * 1024).next_power_of_two()
+}
+
+fn load_hook(
+    hook: &Hook,
+    cfg: &XcapConfig,
+    shared: Option<&Object>,
+    rb_bytes: u32,
+    ncpus: u32,
+) -> Result<Object> {
+    let mut open = ObjectBuilder::default()
+        .open_memory(BPF_OBJECT)
+        .map_err(|e| load_error(hook, "open BPF object for", e))?;
+    for mut p in open.progs_mut() {
+        if p.name() == hook.prog.as_str() {
+            p.set_autoload(true);
+            p.set_attach_target(0, Some(hook.tp.clone()))
+                .map_err(|e| load_error(hook, "target", e))?;
+        } else {
+            p.set_autoload(false);
+        }
+    }
+    for mut m in open.maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        let r = if name == "events" {
+            match shared.and_then(|o| o.maps().find(|m| m.name() == "events")) {
+                Some(rb) => m.reuse_fd(rb.as_fd()),
+                None => m.set_max_entries(rb_bytes),
+            }
+        } else if name == "scratch_map" {
+            m.set_max_entries(ncpus)
+        } else if name.ends_with(".rodata") {
+            let bytes = cfg.as_bytes();
+            match m.initial_value_mut() {
+                Some(v) if v.len() == bytes.len() => {
+                    v.copy_from_slice(bytes);
+                    Ok(())
+                }
+                _ => {
+                    return Err(Error::runtime(
+                        "BPF object's .rodata does not match struct xcap_config",
+                    ))
+                }
+            }
+        } else {
+            Ok(())
+        };
+        r.map_err(|e| load_error(hook, "configure", e))?;
+    }
+    open.load().map_err(|e| load_error(hook, "load", e))
+}
+
+/// Turns ring buffer records into packets.
+struct Decoder<'a> {
+    hooks: &'a [Hook],
+    reasons: &'a HashMap<u32, String>,
+    ksyms: Option<&'a mut Ksyms>,
+    ifnames: HashMap<(u32, u32, [u8; event::IFNAME_LEN]), Arc<str>>,
+    source: Arc<str>,
+    wall_offset: u64,
+    bad: u64,
+}
+
+impl Decoder<'_> {
+    fn decode(&mut self, buf: &[u8]) -> Option<Packet> {
+        let Some(r) = event::parse(buf) else {
+            self.bad += 1;
+            return None;
+        };
+        let h = r.hdr;
+        let hook = self.hooks.get(h.hook as usize)?;
+        let ifname = self
+            .ifnames
+            .entry((h.netns, h.ifindex, h.ifname))
+            .or_insert_with(|| Arc::from(event::cstr(&h.ifname)))
+            .clone();
+        let mut meta = Meta {
+            source: self.source.clone(),
+            hook: hook.name.clone(),
+            dir: h.direction(),
+            ifindex: h.ifindex,
+            ifname,
+            netns: h.netns,
+            cpu: Some(h.cpu),
+            pid: Some(h.pid),
+            tid: Some(h.tid),
+            comm: Some(event::cstr(&h.comm).to_string()),
+            packet_id: Some(h.skb),
+            ..Default::default()
+        };
+        if h.flags & F_DROP != 0 {
+            meta.drop_reason = Some(
+                self.reasons
+                    .get(&h.drop_reason)
+                    .cloned()
+                    .unwrap_or_else(|| h.drop_reason.to_string()),
+            );
+            if let Some(k) = self.ksyms.as_deref_mut() {
+                meta.drop_location = Some(k.symbolize(h.location));
+            }
+        }
+        if let Some(k) = self.ksyms.as_deref_mut() {
+            meta.stack = r
+                .stack
+                .chunks_exact(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default()))
+                .filter(|a| *a != 0)
+                .map(|a| k.symbolize(a))
+                .collect();
+        }
+        Some(Packet {
+            ts_ns: h.ts_ns + self.wall_offset,
+            data: r.data.to_vec(),
+            orig_len: h.orig_len,
+            link: h.link_type(),
+            meta,
+        })
+    }
+}
+
+impl KernelSource {
+    fn counters(&self) -> Vec<xcap_core::registry::HookStats> {
+        self.loaded
+            .iter()
+            .zip(&self.hooks)
+            .map(|(l, hook)| {
+                let mut sums = [0u64; event::CNT_MAX];
+                if let Some(m) = l.obj.maps().find(|m| m.name() == "counters") {
+                    for (k, sum) in sums.iter_mut().enumerate() {
+                        if let Ok(Some(vals)) =
+                            m.lookup_percpu(&(k as u32).to_ne_bytes(), MapFlags::ANY)
+                        {
+                            *sum = vals
+                                .iter()
+                                .filter_map(|v| v.get(..8)?.try_into().ok())
+                                .map(u64::from_ne_bytes)
+                                .sum();
+                        }
+                    }
+                }
+                xcap_core::registry::HookStats {
+                    hook: hook.name.to_string(),
+                    seen: sums[event::CNT_SEEN],
+                    lost: sums[event::CNT_LOST],
+                    truncated: sums[event::CNT_TRUNC],
+                }
+            })
+            .collect()
+    }
+}
+
+impl Source for KernelSource {
+    fn name(&self) -> &str {
+        "kernel"
+    }
+
+    fn run(mut self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {
+        let wall_offset = xcap_core::time::mono_to_wall_offset();
+        let pending: RefCell<Vec<Packet>> = RefCell::new(Vec::new());
+        let mut ksyms = self.ksyms.take();
+        let decoder = RefCell::new(Decoder {
+            hooks: &self.hooks,
+            reasons: &self.reasons,
+            ksyms: ksyms.as_mut(),
+            ifnames: HashMap::new(),
+            source: Arc::from("kernel"),
+            wall_offset,
+            bad: 0,
+        });
+        let events = self.loaded[0]
+            .obj
+            .maps()
+            .find(|m| m.name() == "events")
+            .ok_or_else(|| Error::runtime("ring buffer map missing"))?;
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&events, |data: &[u8]| {
+                if let Some(p) = decoder.borrow_mut().decode(data) {
+                    pending.borrow_mut().push(p);
+                }
+                0
+            })
+            .map_err(|e| Error::runtime(format!("ring buffer: {e}")))?;
+        let rb = builder
+            .build()
+            .map_err(|e| Error::runtime(format!("ring buffer: {e}")))?;
+        let mut delivered = 0u64;
+        let mut bus_gone = false;
+        while !ctx.stopped() {
+            let r = rb.poll_raw(Duration::from_millis(50));
+            if r < 0 && r != -libc::EINTR {
+                return Err(Error::runtime(format!(
+                    "ring buffer poll: {}",
+                    std::io::Error::from_raw_os_error(-r)
+                )));
+            }
+            let batch = std::mem::take(&mut *pending.borrow_mut());
+            delivered += batch.len() as u64;
+            // Records are committed within microseconds of their stamp; 10 ms
+            // of slack covers stragglers from other CPUs.
+            let now = xcap_core::time::monotonic_ns().saturating_sub(10_000_000);
+            if !ctx.send(batch, now + wall_offset) {
+                bus_gone = true;
+                break;
+            }
+        }
+        // Detach first so nothing new arrives, then drain what is in flight.
+        for l in self.loaded.iter_mut() {
+            l.link = None;
+        }
+        if !bus_gone {
+            let _ = rb.consume_raw();
+            let batch = std::mem::take(&mut *pending.borrow_mut());
+            delivered += batch.len() as u64;
+            ctx.send(batch, u64::MAX);
+        }
+        drop(rb);
+        let bad = decoder.borrow().bad;
+        let hooks = self.counters();
+        let dropped = hooks.iter().map(|h| h.lost).sum::<u64>() + bad;
+        Ok(SourceReport {
+            name: "kernel".into(),
+            delivered,
+            dropped,
+            hooks,
+        })
+    }
+}
+
+/// Tracepoints of this kernel that carry an skb: (name, argument position).
+pub fn skb_tracepoints() -> Result<Vec<(String, usize)>> {
+    Ok(KernelBtf::load()?.skb_tracepoints())
+}

@@ -90,7 +90,8 @@ static __always_inline bool iface_selected(__u32 ifindex, __u32 netns)
 	for (int i = 0; i < XCAP_MAX_IFACES; i++) {
 		if (i >= cfg.nr_ifaces)
 			break;
-		if (cfg.ifindex[i] == ifindex && (cfg.netns[i] == 0 || cfg.netns[i] == netns))
+		if ((cfg.ifindex[i] == 0 || cfg.ifindex[i] == ifindex) &&
+		    (cfg.netns[i] == 0 || cfg.netns[i] == netns))
 			return true;
 	}
 	return false;
@@ -121,6 +122,15 @@ static __always_inline __u32 copy_out(struct scratch *s, __u32 off, __u64 src, _
 		return 0;
 	if (len > XCAP_MAX_SNAPLEN)
 		len = XCAP_MAX_SNAPLEN;
+	/*
+	 * clang checks copies of these registers and uses the originals; hide
+	 * the values from it and bound them again on the registers used.
+	 */
+	barrier_var(off);
+	off &= XCAP_MAX_SNAPLEN - 1;
+	barrier_var(len);
+	if (len > XCAP_MAX_SNAPLEN)
+		return 0;
 	if (bpf_probe_read_kernel(&s->data[off], len, (void *)src))
 		return 0;
 	return len;

@@ -1,0 +1,103 @@
+//! What the kernel's BTF says about tracepoints and drop reasons. Read from
+//! /sys/kernel/btf/vmlinux, which is present even under `ip netns exec`,
+//! where tracefs is not mounted.
+
+use std::collections::HashMap;
+
+use libbpf_rs::btf::types::{Enum, FuncProto, Typedef};
+use libbpf_rs::btf::{BtfKind, BtfType};
+use libbpf_rs::Btf;
+use xcap_core::{Error, Result};
+
+pub struct KernelBtf {
+    btf: Btf<'static>,
+}
+
+/// A tracepoint's arguments (the context pointer excluded).
+pub struct TracepointArgs {
+    /// Position of the first `struct sk_buff *` argument.
+    pub skb_arg: Option<usize>,
+    pub nr_args: usize,
+}
+
+impl KernelBtf {
+    pub fn load() -> Result<Self> {
+        let btf = Btf::from_vmlinux().map_err(|e| {
+            Error::runtime(format!(
+                "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}; xcap needs CONFIG_DEBUG_INFO_BTF"
+            ))
+        })?;
+        Ok(KernelBtf { btf })
+    }
+
+    /// Arguments of tracepoint NAME from its `btf_trace_NAME` typedef, a
+    /// pointer to `void (*)(void *, args...)`. None if there is no such
+    /// tracepoint.
+    pub fn tracepoint(&self, name: &str) -> Option<TracepointArgs> {
+        let td: Typedef = self.btf.type_by_name(&format!("btf_trace_{name}"))?;
+        let ptr = td.next_type()?;
+        if ptr.kind() != BtfKind::Ptr {
+            return None;
+        }
+        let proto: FuncProto = ptr.next_type()?.try_into().ok()?;
+        let params: Vec<_> = proto.iter().skip(1).collect();
+        let skb_arg = params
+            .iter()
+            .position(|p| self.is_skb_ptr(p.ty));
+        Some(TracepointArgs {
+            skb_arg,
+            nr_args: params.len(),
+        })
+    }
+
+    fn is_skb_ptr(&self, id: libbpf_rs::btf::TypeId) -> bool {
+        let Some(t) = self.btf.type_by_id::<BtfType>(id) else {
+            return false;
+        };
+        let t = t.skip_mods_and_typedefs();
+        if t.kind() != BtfKind::Ptr {
+            return false;
+        }
+        let Some(target) = t.next_type() else {
+            return false;
+        };
+        let target = target.skip_mods_and_typedefs();
+        target.kind() == BtfKind::Struct && target.name().is_some_and(|n| n == "sk_buff")
+    }
+
+    /// Every tracepoint that takes an skb: (name, skb argument position).
+    pub fn skb_tracepoints(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for td in self.btf.type_by_kind::<Typedef>() {
+            let Some(name) = td.name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(tp) = name.strip_prefix("btf_trace_") else {
+                continue;
+            };
+            if let Some(TracepointArgs {
+                skb_arg: Some(i), ..
+            }) = self.tracepoint(tp)
+            {
+                out.push((tp.to_string(), i));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// `enum skb_drop_reason` value -> name without the `SKB_DROP_REASON_`
+    /// prefix (e.g. `NETFILTER_DROP`). Empty on kernels without it.
+    pub fn drop_reasons(&self) -> HashMap<u32, String> {
+        let mut map = HashMap::new();
+        if let Some(e) = self.btf.type_by_name::<Enum>("skb_drop_reason") {
+            for m in e.iter() {
+                if let Some(name) = m.name.and_then(|n| n.to_str()) {
+                    let short = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(name);
+                    map.insert(m.value as u32, short.to_string());
+                }
+            }
+        }
+        map
+    }
+}

@@ -1,0 +1,66 @@
+//! Rust mirror of `struct xcap_config` (bpf/kernel.h), the read-only
+//! configuration of one hook, written into the object's .rodata.
+
+use xcap_core::event::MAX_IFACES;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XcapConfig {
+    pub hook: u32,
+    pub snaplen: u32,
+    pub dir: u32,
+    pub stack: u32,
+    pub nr_ifaces: u32,
+    pub ifindex: [u32; MAX_IFACES],
+    pub netns: [u32; MAX_IFACES],
+    pub vmemmap_base: u64,
+    pub page_offset_base: u64,
+}
+
+impl XcapConfig {
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C) plain old data; padding bytes are zero because the
+        // struct is built from Default (no implicit padding exists anyway:
+        // the layout test checks size and offsets against C).
+        unsafe {
+            std::slice::from_raw_parts(self as *const Self as *const u8, std::mem::size_of::<Self>())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+    use std::path::Path;
+
+    #[test]
+    fn layout_matches_c_header() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bpf");
+        let (size, offs) = xcap_core::layout::c_layout(
+            &[Path::new(xcap_core::BPF_INCLUDE_DIR), &here],
+            &["xcap_event.h", "kernel.h"],
+            "xcap_config",
+            &[
+                "hook", "snaplen", "dir", "stack", "nr_ifaces", "ifindex", "netns",
+                "vmemmap_base", "page_offset_base",
+            ],
+        )
+        .unwrap();
+        assert_eq!(size, std::mem::size_of::<XcapConfig>());
+        assert_eq!(
+            offs,
+            [
+                offset_of!(XcapConfig, hook),
+                offset_of!(XcapConfig, snaplen),
+                offset_of!(XcapConfig, dir),
+                offset_of!(XcapConfig, stack),
+                offset_of!(XcapConfig, nr_ifaces),
+                offset_of!(XcapConfig, ifindex),
+                offset_of!(XcapConfig, netns),
+                offset_of!(XcapConfig, vmemmap_base),
+                offset_of!(XcapConfig, page_offset_base),
+            ]
+        );
+    }
+}
