@@ -199,6 +199,14 @@ fn run(cli: Cli) -> Result<(), Error> {
             .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
             .map_err(|e| Error::runtime(format!("cannot install signal handler: {e}")))?;
     }
+    if cli.read.is_none() {
+        // Like tcpdump's "listening on": everything is attached from here on.
+        eprintln!(
+            "xcap: capturing from {}, snapshot length {} bytes",
+            source_names.join(","),
+            sink_cfg.snaplen
+        );
+    }
     let opts = BusOptions { count: cli.count };
     let report = xcap_core::run_bus(sources.into_iter().collect(), sinks, &opts, stop)?;
 

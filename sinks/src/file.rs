@@ -1,0 +1,331 @@
+//! The `file` source (`-r FILE`): packets from a pcap or pcapng file, with
+//! the metadata xcap's pcapng sink stored (interface descriptions, packet
+//! flags, ids, queues and comments).
+
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::path::Path;
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{Endianness, PcapError, TsResolution};
+use xcap_core::{
+    CaptureConfig, Direction, Error, LinkType, Meta, Packet, Result, Source, SourceCtx,
+    SourceReport,
+};
+
+use crate::comment;
+use crate::output::io_reason;
+
+/// Packets per batch handed to the bus.
+const BATCH: usize = 256;
+
+type Input = Box<dyn Read + Send>;
+
+enum Reader {
+    Pcap(PcapReader<Input>),
+    PcapNg(PcapNgReader<Input>),
+}
+
+/// The `file` source: a pcap or pcapng file opened and its header read.
+pub struct FileSource {
+    name: String,
+    reader: Reader,
+}
+
+pub(crate) fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
+    let path = cfg
+        .read_file
+        .as_deref()
+        .ok_or_else(|| Error::input("the file source needs a file to read (-r FILE)"))?;
+    Ok(Box::new(FileSource::open(path)?))
+}
+
+impl FileSource {
+    /// Open a pcap or pcapng file (`-` is stdin) and read its header, so
+    /// that a missing or foreign file fails before anything runs.
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let fail = |why: String| Error::input(format!("cannot read {name}: {why}"));
+        let mut input: Input = if name == "-" {
+            Box::new(io::stdin())
+        } else {
+            Box::new(File::open(path).map_err(|e| fail(io_reason(&e)))?)
+        };
+        let mut magic = [0u8; 4];
+        input.read_exact(&mut magic).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => fail("not a pcap or pcapng file (too short)".into()),
+            _ => fail(io_reason(&e)),
+        })?;
+        // Put the magic back in front of the rest: stdin cannot seek.
+        let input: Input = Box::new(Cursor::new(magic).chain(input));
+        let header_error = |e: PcapError| match e {
+            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                fail("truncated file header".into())
+            }
+            PcapError::IoError(e) => fail(io_reason(&e)),
+            e => fail(e.to_string()),
+        };
+        let reader = match u32::from_be_bytes(magic) {
+            0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => {
+                Reader::Pcap(PcapReader::new(input).map_err(header_error)?)
+            }
+            0x0a0d_0d0a => Reader::PcapNg(PcapNgReader::new(input).map_err(header_error)?),
+            _ => return Err(fail("not a pcap or pcapng file".into())),
+        };
+        Ok(FileSource { name, reader })
+    }
+}
+
+/// Collects packets into batches for the bus.
+struct Sender<'a> {
+    ctx: &'a SourceCtx,
+    batch: Vec<Packet>,
+    delivered: u64,
+}
+
+impl Sender<'_> {
+    /// False when reading should stop (stop signal or bus gone).
+    fn push(&mut self, p: Packet) -> bool {
+        self.batch.push(p);
+        if self.batch.len() < BATCH {
+            return true;
+        }
+        self.send() && !self.ctx.stopped()
+    }
+
+    fn send(&mut self) -> bool {
+        let Some(last) = self.batch.last() else {
+            return true;
+        };
+        let watermark = last.ts_ns;
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.delivered += batch.len() as u64;
+        self.ctx.send(batch, watermark)
+    }
+}
+
+impl Source for FileSource {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {
+        let mut tx = Sender {
+            ctx: &ctx,
+            batch: Vec::with_capacity(BATCH),
+            delivered: 0,
+        };
+        let FileSource { name, reader } = *self;
+        let r = match reader {
+            Reader::Pcap(r) => read_pcap(r, &mut tx),
+            Reader::PcapNg(r) => read_pcapng(r, &mut tx),
+        };
+        let end = match r {
+            Ok(()) => Ok(()),
+            // The writer was cut short (a capture still running, a full
+            // disk): what came before is good, the rest is gone.
+            Err(PcapError::IoError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                eprintln!("xcap: {name}: truncated record at end of file");
+                Ok(())
+            }
+            Err(PcapError::IoError(e)) => Err(Error::runtime(format!(
+                "cannot read {name}: {}",
+                io_reason(&e)
+            ))),
+            Err(e) => Err(Error::input(format!("cannot read {name}: {e}"))),
+        };
+        // Whatever was read before an error still goes out.
+        tx.send();
+        end?;
+        Ok(SourceReport {
+            name: "file".into(),
+            delivered: tx.delivered,
+            dropped: 0,
+            hooks: Vec::new(),
+        })
+    }
+}
+
+fn read_pcap(mut r: PcapReader<Input>, tx: &mut Sender) -> Result<(), PcapError> {
+    let h = r.header();
+    let frac_ns = match h.ts_resolution {
+        TsResolution::MicroSecond => 1000,
+        TsResolution::NanoSecond => 1,
+    };
+    // The upper bits of the header's link type may carry FCS information.
+    let link = LinkType::from_pcap(u32::from(h.datalink) as u16);
+    let meta = Meta {
+        source: "file".into(),
+        hook: "file".into(),
+        ..Default::default()
+    };
+    // Raw records: pcap-file 2.0's checked packets reject any packet cut by
+    // the snap length (it compares the original length with the snap length).
+    while let Some(rec) = r.next_raw_packet() {
+        let rec = rec?;
+        let p = Packet {
+            ts_ns: rec.ts_sec as u64 * 1_000_000_000 + rec.ts_frac as u64 * frac_ns,
+            data: rec.data.into_owned(),
+            orig_len: rec.orig_len,
+            link,
+            meta: meta.clone(),
+        };
+        if !tx.push(p) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What a packet of a pcapng interface inherits from its block.
+struct Iface {
+    meta: Meta,
+    link: LinkType,
+    /// if_tsresol: decimal exponent, or binary if the top bit is set.
+    tsresol: u8,
+    /// if_tsoffset, seconds.
+    tsoffset: i64,
+}
+
+impl Iface {
+    fn new(idb: &InterfaceDescriptionBlock) -> Self {
+        let mut meta = Meta::default();
+        let mut ours = false;
+        let mut name = None;
+        let mut tsresol = 6;
+        let mut tsoffset = 0;
+        for o in &idb.options {
+            match o {
+                InterfaceDescriptionOption::IfDescription(d) => {
+                    ours = comment::parse_if_description(d, &mut meta);
+                }
+                InterfaceDescriptionOption::IfName(n) => name = Some(n.to_string()),
+                InterfaceDescriptionOption::IfTsResol(r) => tsresol = *r,
+                InterfaceDescriptionOption::IfTsOffset(s) => tsoffset = *s as i64,
+                _ => {}
+            }
+        }
+        if !ours {
+            // Another tool's file: keep its interface name.
+            meta = Meta {
+                source: "file".into(),
+                hook: "file".into(),
+                ifname: name.unwrap_or_default().into(),
+                ..Default::default()
+            };
+        }
+        Iface {
+            meta,
+            link: LinkType::from_pcap(u32::from(idb.linktype) as u16),
+            tsresol,
+            tsoffset,
+        }
+    }
+
+    /// A timestamp in the interface's units as nanoseconds since the epoch.
+    fn ns(&self, raw: u64) -> u64 {
+        let raw = raw as u128;
+        let exp = u32::from(self.tsresol & 0x7f);
+        let ns = if self.tsresol & 0x80 != 0 {
+            (raw * 1_000_000_000).checked_shr(exp).unwrap_or(0)
+        } else if exp <= 9 {
+            raw * 10u128.pow(9 - exp)
+        } else {
+            raw / 10u128.checked_pow(exp - 9).unwrap_or(u128::MAX)
+        };
+        let ns = ns as i128 + self.tsoffset as i128 * 1_000_000_000;
+        ns.clamp(0, u64::MAX as i128) as u64
+    }
+}
+
+fn read_pcapng(mut r: PcapNgReader<Input>, tx: &mut Sender) -> Result<(), PcapError> {
+    let mut endianness = r.section().endianness;
+    let mut ifaces: Vec<Iface> = Vec::new();
+    while let Some(block) = r.next_block() {
+        let p = match block? {
+            Block::SectionHeader(s) => {
+                // A new section starts its own interface numbering.
+                endianness = s.endianness;
+                ifaces.clear();
+                continue;
+            }
+            Block::InterfaceDescription(idb) => {
+                ifaces.push(Iface::new(&idb));
+                continue;
+            }
+            Block::EnhancedPacket(epb) => {
+                let f = ifaces
+                    .get(epb.interface_id as usize)
+                    .ok_or(PcapError::InvalidInterfaceId(epb.interface_id))?;
+                let mut meta = f.meta.clone();
+                for o in &epb.options {
+                    match o {
+                        EnhancedPacketOption::Flags(v) => {
+                            meta.dir = match v & 3 {
+                                1 => Direction::In,
+                                2 => Direction::Out,
+                                _ => Direction::Unknown,
+                            }
+                        }
+                        EnhancedPacketOption::Comment(c) => comment::parse_comment(c, &mut meta),
+                        // Options pcap-file 2.0 does not know: epb_packetid (5)
+                        // and epb_queue (6).
+                        EnhancedPacketOption::Unknown(u) => match (u.code, u.value.len()) {
+                            (5, 8) => meta.packet_id = Some(u64_in(&u.value, endianness)),
+                            (6, 4) => meta.queue = Some(u32_in(&u.value, endianness)),
+                            _ => {}
+                        },
+                        _ => {}
+                    }
+                }
+                // pcap-file hands over the raw timestamp units as nanoseconds.
+                Packet {
+                    ts_ns: f.ns(epb.timestamp.as_nanos() as u64),
+                    orig_len: epb.original_len,
+                    data: epb.data.into_owned(),
+                    link: f.link,
+                    meta,
+                }
+            }
+            Block::SimplePacket(spb) => {
+                let f = ifaces.first().ok_or(PcapError::InvalidInterfaceId(0))?;
+                Packet {
+                    ts_ns: 0,
+                    orig_len: spb.original_len,
+                    data: spb.data.into_owned(),
+                    link: f.link,
+                    meta: f.meta.clone(),
+                }
+            }
+            // Statistics, name resolution, journal and custom blocks.
+            _ => continue,
+        };
+        if !tx.push(p) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn u64_in(b: &[u8], e: Endianness) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    match e {
+        Endianness::Big => u64::from_be_bytes(a),
+        Endianness::Little => u64::from_le_bytes(a),
+    }
+}
+
+fn u32_in(b: &[u8], e: Endianness) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    match e {
+        Endianness::Big => u32::from_be_bytes(a),
+        Endianness::Little => u32::from_le_bytes(a),
+    }
+}

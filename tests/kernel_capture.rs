@@ -1,0 +1,223 @@
+//! End-to-end tests of the kernel source against tcpdump on the same
+//! traffic. Root required (see tests/common).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::*;
+
+/// Multiset of packet bytes.
+fn bag(pkts: &[(u16, Vec<u8>, u32)]) -> BTreeMap<Vec<u8>, usize> {
+    let mut m = BTreeMap::new();
+    for (_, d, _) in pkts {
+        *m.entry(d.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn same_packets_as_tcpdump_pcap() {
+    let v = VethPair::new();
+    let dir = tmpdir("same");
+    let (xf, tf) = (dir.join("x.pcap"), dir.join("t.pcap"));
+    let td = tcpdump(&v.a, &v.va, &tf, &[]);
+    let xc = Capture::start(
+        xcap_cmd(&["--netns", &v.a, "-i", &v.va, "-w", xf.to_str().unwrap()]),
+        "capturing",
+    );
+    v.exec(&v.a, &format!("ping -c 10 -i 0.05 -s 200 {}", v.ip_b));
+    v.exec(&v.a, &format!("ping -c 3 -i 0.05 -s 1400 {}", v.ip_b));
+    let (code, err) = xc.stop();
+    let (tcode, _) = td.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tcode, 0);
+    assert!(err.contains("packets captured"), "{err}");
+    // The oracle: tcpdump reads our pcap, and it holds what tcpdump captured.
+    let out = sh(&format!("tcpdump -nn -r {} 2>/dev/null", xf.display()));
+    assert!(out.lines().count() >= 26, "{out}");
+    let (xs, ts) = (read_packets(&xf), read_packets(&tf));
+    assert!(xs.iter().all(|p| p.0 == 1), "Ethernet link type");
+    assert_eq!(xs.len(), ts.len(), "packet count: xcap {} tcpdump {}", xs.len(), ts.len());
+    assert_eq!(bag(&xs), bag(&ts), "same bytes as tcpdump");
+}
+
+#[test]
+fn pcapng_has_names_comments_and_reads_in_tshark() {
+    let v = VethPair::new();
+    let dir = tmpdir("ng");
+    let xf = dir.join("x.pcapng");
+    let xc = Capture::start(
+        xcap_cmd(&["--netns", &v.a, "-w", xf.to_str().unwrap()]),
+        "capturing",
+    );
+    v.exec(&v.a, &format!("ping -c 3 -i 0.05 {}", v.ip_b));
+    let (code, err) = xc.stop();
+    assert_eq!(code, 0, "{err}");
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&xf)
+        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "tshark: {stderr}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kernel:net_dev_start_xmit:va"), "{text}");
+    assert!(text.contains("kernel:netif_receive_skb:va"), "{text}");
+    assert!(text.contains("comm=ping"), "{text}");
+    let icmp = sh(&format!("tshark -r {} -Y icmp 2>&1", xf.display()));
+    assert_eq!(icmp.lines().count(), 6, "3 requests out, 3 replies in: {icmp}");
+}
+
+#[test]
+fn drops_show_reason_and_stack_where_tcpdump_sees_nothing() {
+    let v = VethPair::new();
+    let dir = tmpdir("drops");
+    let (xf, tf) = (dir.join("x.pcapng"), dir.join("t.pcap"));
+    v.exec(&v.a, "iptables -A OUTPUT -p icmp -j DROP");
+    let td = tcpdump(&v.a, "any", &tf, &["icmp"]);
+    let xc = Capture::start(
+        xcap_cmd(&[
+            "--netns", &v.a, "--drops", "--stack", "-w", xf.to_str().unwrap(),
+        ]),
+        "capturing",
+    );
+    // ping fails: the packets never leave.
+    let _ = Command::new("ip")
+        .args(["netns", "exec", &v.a, "ping", "-c", "3", "-i", "0.1", "-W", "1", &v.ip_b])
+        .output();
+    let (code, err) = xc.stop();
+    let _ = td.stop();
+    assert_eq!(code, 0, "{err}");
+    let seen = read_packets(&tf);
+    assert_eq!(seen.len(), 0, "tcpdump cannot see packets dropped in OUTPUT");
+    let out = sh(&format!(
+        "tshark -r {} -Y icmp -T fields -e frame.interface_name -e frame.comment",
+        xf.display()
+    ));
+    let drops: Vec<&str> = out.lines().filter(|l| l.contains("kfree_skb")).collect();
+    assert_eq!(drops.len(), 3, "{out}");
+    for d in drops {
+        assert!(d.contains("drop=NETFILTER_DROP"), "{d}");
+        assert!(d.contains("nf_hook_slow"), "stack names nf_hook_slow: {d}");
+    }
+    // The stdout sink shows the same.
+    let text = sh(&format!("{XCAP} -r {} 2>/dev/null", xf.display()));
+    assert!(text.contains("drop=NETFILTER_DROP"), "{text}");
+}
+
+/// A 64 KiB TCP write over veth goes out as GSO skbs whose payload is mostly
+/// in pages; xcap must capture every byte, as tcpdump does.
+#[test]
+fn paged_gso_data_captured_whole() {
+    let v = VethPair::new();
+    let dir = tmpdir("paged");
+    let (xf, tf) = (dir.join("x.pcap"), dir.join("t.pcap"));
+    let server = format!(
+        "ip netns exec {} python3 -c \"import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('{}',5001));s.listen(1);c,_=s.accept();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n n+=len(b)\nprint(n)\"",
+        v.b, v.ip_b
+    );
+    let srv = Command::new("sh")
+        .arg("-c")
+        .arg(&server)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let td = tcpdump(&v.a, &v.va, &tf, &["tcp"]);
+    let xc = Capture::start(
+        xcap_cmd(&["--netns", &v.a, "-i", &v.va, "-w", xf.to_str().unwrap()]),
+        "capturing",
+    );
+    // 64 KiB of a known pattern in one write.
+    v.exec(
+        &v.a,
+        &format!(
+            "python3 -c \"import socket;s=socket.create_connection(('{}',5001));s.sendall(bytes(i*7%251 for i in range(65536)));s.close()\"",
+            v.ip_b
+        ),
+    );
+    let got = srv.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "65536");
+    let (code, err) = xc.stop();
+    let _ = td.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("unreadable paged data"), "{err}");
+    let xs: Vec<_> = read_packets(&xf).into_iter().filter(|p| is_tcp(&p.1)).collect();
+    let ts = read_packets(&tf);
+    assert!(
+        xs.iter().any(|p| p.1.len() > 20000),
+        "expected GSO packets larger than the MTU"
+    );
+    for p in &xs {
+        assert_eq!(p.1.len() as u32, p.2, "captured length equals packet length");
+    }
+    assert_eq!(bag(&xs), bag(&ts), "same bytes as tcpdump");
+    // And the payload is the pattern we sent, in order.
+    let payload = tcp_payload_to(&xs, 5001);
+    let want: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(payload.len(), want.len());
+    assert!(payload == want, "payload bytes differ");
+}
+
+fn is_tcp(d: &[u8]) -> bool {
+    d.len() > 34 && d[12..14] == [8, 0] && d[23] == 6
+}
+
+/// Concatenate the TCP payload sent to `port`, by sequence number.
+fn tcp_payload_to(pkts: &[(u16, Vec<u8>, u32)], port: u16) -> Vec<u8> {
+    let mut segs = BTreeMap::new();
+    for (_, d, _) in pkts {
+        let ihl = (d[14] & 0xf) as usize * 4;
+        let t = 14 + ihl;
+        if u16::from_be_bytes([d[t + 2], d[t + 3]]) != port {
+            continue;
+        }
+        let seq = u32::from_be_bytes([d[t + 4], d[t + 5], d[t + 6], d[t + 7]]);
+        let off = ((d[t + 12] >> 4) as usize) * 4;
+        let tot = u16::from_be_bytes([d[16], d[17]]) as usize;
+        let payload = &d[t + off..14 + tot];
+        if !payload.is_empty() {
+            segs.insert(seq, payload.to_vec());
+        }
+    }
+    segs.into_values().flatten().collect()
+}
+
+#[test]
+fn count_and_stdout_lines() {
+    let v = VethPair::new();
+    let mut c = xcap_cmd(&["--netns", &v.a, "-i", &v.va, "-c", "4"]);
+    c.stdout(std::process::Stdio::piped());
+    let xc = Capture::start(c, "capturing");
+    v.exec(&v.a, &format!("ping -c 4 -i 0.05 {}", v.ip_b));
+    let (code, err) = xc.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("4 packets captured"), "{err}");
+}
+
+fn bad(args: &[&str], needle: &str) {
+    let out = xcap_cmd(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    require_root();
+    bad(&["--hook", "tp:net:no_such_tracepoint", "-c", "1"], "no_such_tracepoint");
+    bad(&["--hook", "tp:sched:sched_switch", "-c", "1"], "sk_buff");
+    bad(&["--hook", "ip_rcv", "-c", "1"], "function hooks");
+    bad(&["-i", "nosuchif0", "-c", "1"], "nosuchif0");
+    bad(&["--netns", "no-such-ns", "-c", "1"], "no-such-ns");
+    bad(&["-w", "/nonexistent-dir/x.pcapng", "-c", "1"], "/nonexistent-dir/x.pcapng");
+    bad(&["-r", "/nonexistent-file.pcap"], "/nonexistent-file.pcap");
+    bad(&["--sink", "nosuch"], "nosuch");
+    bad(&["--frobnicate"], "frobnicate");
+    bad(&["tcp", "port", "80"], "filter");
+    assert!(!std::path::Path::new("/nonexistent-dir").exists());
+}
