@@ -19,7 +19,12 @@ use xcap_source_kernel as _;
 #[command(name = "xcap", version, about, max_term_width = 100)]
 struct Cli {
     /// Sources to capture from, comma-separated (see --list).
-    #[arg(long, value_name = "LIST", default_value = "kernel", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "kernel",
+        value_delimiter = ','
+    )]
     source: Vec<String>,
     /// Sinks to write to, comma-separated: pcapng, pcap, stdout
     /// (default: pcapng or pcap with -w, by the file's extension; stdout without).
@@ -45,7 +50,12 @@ struct Cli {
     #[arg(short = 's', value_name = "SNAPLEN", default_value_t = 262144)]
     snaplen: u32,
     /// Kernel buffer size in KiB (per source).
-    #[arg(short = 'B', value_name = "KiB", default_value_t = 0, hide_default_value = true)]
+    #[arg(
+        short = 'B',
+        value_name = "KiB",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     buffer: u32,
     /// Capture at this hook, e.g. tp:net:netif_receive_skb (repeatable).
     #[arg(long, value_name = "HOOK")]
@@ -111,7 +121,10 @@ fn pick_sinks(cli: &Cli) -> Result<Vec<&'static registry::SinkFactory>, Error> {
             let known: Vec<&str> = registry::sinks().map(|s| s.name).collect();
             Error::input(format!("unknown sink '{n}' (known: {})", known.join(", ")))
         })?;
-        if !out.iter().any(|o: &&registry::SinkFactory| o.name == f.name) {
+        if !out
+            .iter()
+            .any(|o: &&registry::SinkFactory| o.name == f.name)
+        {
             out.push(f);
         }
     }
@@ -156,11 +169,15 @@ fn run(cli: Cli) -> Result<(), Error> {
         read_file: cli.read.clone(),
         buffer_kib: cli.buffer,
     };
-    let source_names: Vec<String> = if cli.read.is_some() {
-        vec!["file".to_string()]
-    } else {
-        cli.source.clone()
-    };
+    let mut source_names: Vec<String> = Vec::new();
+    if cli.read.is_some() {
+        source_names.push("file".to_string());
+    }
+    for n in &cli.source {
+        if cli.read.is_none() && !source_names.contains(n) {
+            source_names.push(n.clone());
+        }
+    }
     // Sources first: they attach, and a failure leaves no output file behind.
     let mut sources = Vec::new();
     for n in &source_names {
@@ -170,18 +187,22 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .map(|s| s.name)
                 .filter(|s| *s != "file")
                 .collect();
-            Error::input(format!("unknown source '{n}' (known: {})", known.join(", ")))
+            Error::input(format!(
+                "unknown source '{n}' (known: {})",
+                known.join(", ")
+            ))
         })?;
-        if sources.iter().any(|s: &Box<dyn xcap_core::Source>| s.name() == f.name) {
-            continue;
-        }
         sources.push((f.open)(&capture)?);
     }
     let sink_cfg = SinkConfig {
         path: cli.write.clone(),
         verbose: cli.verbose,
         json: cli.json,
-        snaplen: if cli.snaplen == 0 { 262144 } else { cli.snaplen },
+        snaplen: if cli.snaplen == 0 {
+            262144
+        } else {
+            cli.snaplen
+        },
     };
     let mut sinks = Vec::new();
     for f in sink_factories {

@@ -13,11 +13,7 @@ pub fn c_layout(
     name: &str,
     fields: &[&str],
 ) -> Result<(usize, Vec<usize>), String> {
-    let dir = std::env::temp_dir().join(format!(
-        "xcap-layout-{}-{}",
-        std::process::id(),
-        name
-    ));
+    let dir = std::env::temp_dir().join(format!("xcap-layout-{}-{}", std::process::id(), name));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut c = String::from("#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n");
     for h in headers {
@@ -27,7 +23,9 @@ pub fn c_layout(
         "int main(void){{\nprintf(\"%zu\\n\", sizeof(struct {name}));\n"
     ));
     for f in fields {
-        c.push_str(&format!("printf(\"%zu\\n\", offsetof(struct {name}, {f}));\n"));
+        c.push_str(&format!(
+            "printf(\"%zu\\n\", offsetof(struct {name}, {f}));\n"
+        ));
     }
     c.push_str("return 0;}\n");
     let src = dir.join("layout.c");

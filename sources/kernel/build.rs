@@ -7,7 +7,8 @@ use std::path::PathBuf;
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let src = "src/bpf/kernel.bpf.c";
-    let include = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../core/bpf");
+    let include =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../core/bpf");
     libbpf_cargo::SkeletonBuilder::new()
         .source(src)
         .obj(out.join("kernel.bpf.o"))
@@ -21,5 +22,8 @@ fn main() {
         .build()
         .expect("compiling the kernel BPF program (is clang installed?)");
     println!("cargo:rerun-if-changed={src}");
-    println!("cargo:rerun-if-changed={}", include.join("xcap_event.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("xcap_event.h").display()
+    );
 }

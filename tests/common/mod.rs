@@ -60,8 +60,8 @@ impl VethPair {
             a,
             b,
         };
-        let _ = Command::new("ip").args(["netns", "del", &v.a]).status();
-        let _ = Command::new("ip").args(["netns", "del", &v.b]).status();
+        let _ = Command::new("ip").args(["netns", "del", &v.a]).output();
+        let _ = Command::new("ip").args(["netns", "del", &v.b]).output();
         sh(&format!("ip netns add {}", v.a));
         sh(&format!("ip netns add {}", v.b));
         for ns in [&v.a, &v.b] {
@@ -186,9 +186,11 @@ pub fn xcap_cmd(args: &[&str]) -> Command {
 /// tcpdump inside namespace `ns` on `iface`, writing `file`.
 pub fn tcpdump(ns: &str, iface: &str, file: &Path, extra: &[&str]) -> Capture {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, "tcpdump", "-U", "-n", "-i", iface, "-w"])
-        .arg(file)
-        .args(extra);
+    c.args([
+        "netns", "exec", ns, "tcpdump", "-U", "-n", "-i", iface, "-w",
+    ])
+    .arg(file)
+    .args(extra);
     Capture::start(c, "listening on")
 }
 

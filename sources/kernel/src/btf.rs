@@ -41,9 +41,7 @@ impl KernelBtf {
         }
         let proto: FuncProto = ptr.next_type()?.try_into().ok()?;
         let params: Vec<_> = proto.iter().skip(1).collect();
-        let skb_arg = params
-            .iter()
-            .position(|p| self.is_skb_ptr(p.ty));
+        let skb_arg = params.iter().position(|p| self.is_skb_ptr(p.ty));
         Some(TracepointArgs {
             skb_arg,
             nr_args: params.len(),

@@ -23,7 +23,10 @@ impl XcapConfig {
         // struct is built from Default (no implicit padding exists anyway:
         // the layout test checks size and offsets against C).
         unsafe {
-            std::slice::from_raw_parts(self as *const Self as *const u8, std::mem::size_of::<Self>())
+            std::slice::from_raw_parts(
+                self as *const Self as *const u8,
+                std::mem::size_of::<Self>(),
+            )
         }
     }
 }
@@ -42,8 +45,15 @@ mod tests {
             &["xcap_event.h", "kernel.h"],
             "xcap_config",
             &[
-                "hook", "snaplen", "dir", "stack", "nr_ifaces", "ifindex", "netns",
-                "vmemmap_base", "page_offset_base",
+                "hook",
+                "snaplen",
+                "dir",
+                "stack",
+                "nr_ifaces",
+                "ifindex",
+                "netns",
+                "vmemmap_base",
+                "page_offset_base",
             ],
         )
         .unwrap();

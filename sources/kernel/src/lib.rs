@@ -40,7 +40,7 @@ inventory::submit! {
     SourceFactory {
         name: "kernel",
         help: "skbs at kernel tracepoints (--hook tp:CATEGORY:NAME, --drops)",
-        open: open,
+        open,
     }
 }
 
@@ -174,7 +174,9 @@ fn load_error(hook: &Hook, what: &str, e: libbpf_rs::Error) -> Error {
     };
     let mut msg = format!("cannot {what} hook {}: {e}{hint}", hook.name);
     if !detail.is_empty() && std::env::var_os("XCAP_DEBUG").is_none() {
-        msg.push_str(&format!(" [libbpf: {detail}]; XCAP_DEBUG=1 shows the full log"));
+        msg.push_str(&format!(
+            " [libbpf: {detail}]; XCAP_DEBUG=1 shows the full log"
+        ));
     }
     Error::runtime(msg)
 }
@@ -261,7 +263,11 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         l.link = Some(prog.attach().map_err(|e| load_error(hook, "attach", e))?);
     }
     Ok(Box::new(KernelSource {
-        reasons: if cfg.drops { btf.drop_reasons() } else { HashMap::new() },
+        reasons: if cfg.drops {
+            btf.drop_reasons()
+        } else {
+            HashMap::new()
+        },
         ksyms: (cfg.drops || cfg.stack).then(Ksyms::load),
         hooks,
         loaded,
@@ -286,6 +292,10 @@ fn load_hook(
     for mut p in open.progs_mut() {
         if p.name() == hook.prog.as_str() {
             p.set_autoload(true);
+            if std::env::var_os("XCAP_DEBUG").is_some() {
+                // Verifier statistics (insns processed, states) in the libbpf log.
+                p.set_log_level(4);
+            }
             p.set_attach_target(0, Some(hook.tp.clone()))
                 .map_err(|e| load_error(hook, "target", e))?;
         } else {

@@ -57,7 +57,12 @@ fn captures_loopback_ping() {
     let pkts = got.lock().unwrap();
     // 3 requests and 3 replies, each seen at xmit and at receive.
     let big: Vec<_> = pkts.iter().filter(|p| p.orig_len > 3000).collect();
-    assert!(big.len() >= 12, "got {} large packets: {:?}", big.len(), report);
+    assert!(
+        big.len() >= 12,
+        "got {} large packets: {:?}",
+        big.len(),
+        report
+    );
     for p in &big {
         assert_eq!(p.data.len() as u32, p.orig_len, "whole packet captured");
         assert_eq!(&*p.meta.ifname, "lo");

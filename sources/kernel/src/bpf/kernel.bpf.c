@@ -169,43 +169,89 @@ static __always_inline struct frag read_frag(void *f)
 }
 
 /*
- * Copy the paged part of skb (its frags) after `off` bytes already copied,
- * until `cap` bytes are there. Returns the new offset; *trunc is set when a
- * frag could not be read.
+ * State of a copy through bpf_loop(): the loop bodies below are verified
+ * once each instead of once per unrolled iteration, which keeps the
+ * verifier's work (and load time) small.
  */
-static __always_inline __u32 copy_frags(struct scratch *s, struct sk_buff *skb, __u32 off,
-					__u32 cap, bool *trunc)
+struct copy_ctx {
+	__u64 frags;   /* address of frags[0] of the skb being copied */
+	__u64 next;    /* next skb of the frag_list */
+	__u32 fsize;   /* sizeof(skb_frag_t) */
+	__u32 nr;      /* number of frags */
+	__u32 off;     /* bytes copied so far */
+	__u32 cap;     /* bytes wanted */
+	__u32 cpu;
+	__u32 trunc;   /* some data could not be read */
+};
+
+/* Copy frag i of the current skb. */
+static long frag_cb(__u64 i, void *data)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u64 shinfo = (__u64)head + BPF_CORE_READ(skb, end);
+	struct copy_ctx *c = data;
+	struct scratch *s;
+	struct frag f;
+	__u32 want, got;
+
+	if (i >= c->nr || c->off >= c->cap)
+		return 1;
+	s = bpf_map_lookup_elem(&scratch_map, &c->cpu);
+	if (!s)
+		return 1;
+	f = read_frag((void *)(c->frags + i * c->fsize));
+	if (!f.addr) {
+		c->trunc = 1;
+		return 1;
+	}
+	want = c->cap - c->off;
+	if (want > f.len)
+		want = f.len;
+	got = copy_out(s, c->off, f.addr, want);
+	c->off += got;
+	if (got != want) {
+		c->trunc = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline void set_frags(struct copy_ctx *c, struct sk_buff *skb)
+{
+	__u64 shinfo = (__u64)BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, end);
 	__u8 nr = 0;
-	__u64 frags = shinfo + bpf_core_field_offset(struct skb_shared_info, frags);
-	__u32 fsize = bpf_core_type_size(skb_frag_t);
 
 	bpf_probe_read_kernel(&nr, sizeof(nr),
 			      (void *)(shinfo + bpf_core_field_offset(struct skb_shared_info, nr_frags)));
-	for (int i = 0; i < MAX_FRAGS; i++) {
-		struct frag f;
-		__u32 want, got;
+	c->nr = nr;
+	c->frags = shinfo + bpf_core_field_offset(struct skb_shared_info, frags);
+}
 
-		if (i >= nr || off >= cap)
-			break;
-		f = read_frag((void *)(frags + i * fsize));
-		want = cap - off;
-		if (want > f.len)
-			want = f.len;
-		if (!f.addr) {
-			*trunc = true;
-			break;
-		}
-		got = copy_out(s, off, f.addr, want);
-		if (got != want) {
-			*trunc = true;
-			break;
-		}
-		off += got;
+/* Copy the linear head of the next frag_list skb (GRO lists). */
+static long frag_list_cb(__u64 i, void *data)
+{
+	struct copy_ctx *c = data;
+	struct sk_buff *skb = (void *)c->next;
+	struct scratch *s;
+	__u32 want, got, len, data_len;
+
+	if (!skb || c->off >= c->cap)
+		return 1;
+	s = bpf_map_lookup_elem(&scratch_map, &c->cpu);
+	if (!s)
+		return 1;
+	len = BPF_CORE_READ(skb, len);
+	data_len = BPF_CORE_READ(skb, data_len);
+	want = c->cap - c->off;
+	if (want > len - data_len)
+		want = len - data_len;
+	got = copy_out(s, c->off, (__u64)BPF_CORE_READ(skb, data), want);
+	c->off += got;
+	if (got != want || (data_len && c->off < c->cap)) {
+		/* Paged data inside a frag_list member is not followed. */
+		c->trunc = 1;
+		return 1;
 	}
-	return off;
+	c->next = (__u64)BPF_CORE_READ(skb, next);
+	return 0;
 }
 
 static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
@@ -216,9 +262,25 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	__u32 ifindex = 0, netns = 0;
 	struct scratch *s;
 
+	/*
+	 * Locally generated packets have no device before routing output (an
+	 * OUTPUT-chain drop, say): use the route's device, where the packet was
+	 * going; failing that, the socket's namespace.
+	 */
+	if (!dev) {
+		struct dst_entry *dst = (void *)(BPF_CORE_READ(skb, _skb_refdst) & ~1UL);
+
+		if (dst)
+			dev = BPF_CORE_READ(dst, dev);
+	}
 	if (dev) {
 		ifindex = BPF_CORE_READ(dev, ifindex);
 		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	} else {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+
+		if (sk)
+			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
 	if (!iface_selected(ifindex, netns))
 		return 0;
@@ -266,32 +328,24 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	__u32 off = copy_out(s, 0, (__u64)start, lin);
 	bool trunc = off != lin;
 
-	if (!trunc && off < cap)
-		off = copy_frags(s, skb, off, cap, &trunc);
 	if (!trunc && off < cap) {
-		/* frag_list skbs (GRO lists): their linear heads, in order. */
-		struct skb_shared_info *shinfo = (void *)(head + BPF_CORE_READ(skb, end));
-		struct sk_buff *frag = BPF_CORE_READ(shinfo, frag_list);
+		struct copy_ctx c = {
+			.fsize = bpf_core_type_size(skb_frag_t),
+			.off = off,
+			.cap = cap,
+			.cpu = cpu,
+		};
 
-		for (int i = 0; i < MAX_FRAG_LIST; i++) {
-			__u32 flen, want, got;
+		set_frags(&c, skb);
+		bpf_loop(MAX_FRAGS, frag_cb, &c, 0);
+		if (!c.trunc && c.off < c.cap) {
+			struct skb_shared_info *shinfo = (void *)(head + BPF_CORE_READ(skb, end));
 
-			if (!frag || off >= cap)
-				break;
-			flen = BPF_CORE_READ(frag, len) - BPF_CORE_READ(frag, data_len);
-			want = cap - off;
-			if (want > flen)
-				want = flen;
-			got = copy_out(s, off, (__u64)BPF_CORE_READ(frag, data), want);
-			off += got;
-			if (got != want || BPF_CORE_READ(frag, data_len)) {
-				trunc = off < cap;
-				break;
-			}
-			frag = BPF_CORE_READ(frag, next);
+			c.next = (__u64)BPF_CORE_READ(shinfo, frag_list);
+			bpf_loop(MAX_FRAG_LIST, frag_list_cb, &c, 0);
 		}
-		if (off < cap)
-			trunc = true;
+		off = c.off;
+		trunc = c.trunc || c.off < c.cap;
 	}
 	if (trunc)
 		count(XCAP_CNT_TRUNC);
