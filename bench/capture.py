@@ -22,6 +22,7 @@ import tempfile
 import time
 
 A, B = "xbench-a", "xbench-b"
+MODES = ("none", "tcpdump", "xcap", "xcap-pcap")
 IP_A, IP_B = "10.98.0.1", "10.98.0.2"
 
 
@@ -74,8 +75,9 @@ def run_one(mode, seconds, xcap, tmp):
         f = os.path.join(tmp, "t.pcap")
         cap = start_capture(["ip", "netns", "exec", A, "tcpdump", "-n", "-i", "va", "-w", f],
                             "listening on")
-    elif mode == "xcap":
-        f = os.path.join(tmp, "x.pcapng")
+    elif mode.startswith("xcap"):
+        # xcap: pcapng with per-packet metadata; xcap-pcap: plain pcap, as tcpdump writes.
+        f = os.path.join(tmp, "x.pcap" if mode == "xcap-pcap" else "x.pcapng")
         cap = start_capture([xcap, "--netns", A, "-i", "va", "-w", f], "capturing")
     out = subprocess.run(
         ["ip", "netns", "exec", A, "iperf3", "-c", IP_B, "-u", "-l", "64", "-b", "0",
@@ -121,7 +123,7 @@ def main():
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(args.runs):
-                for mode in ("none", "tcpdump", "xcap"):
+                for mode in MODES:
                     row = run_one(mode, args.seconds, args.xcap, tmp)
                     row["run"] = r
                     rows.append(row)
@@ -140,7 +142,7 @@ def main():
     print("| capture | sent | sender kpps | captured | dropped | loss % | CPU s | CPU us/captured pkt | sender rate vs none |")
     print("|---|---|---|---|---|---|---|---|---|")
     base = med([r for r in rows if r["mode"] == "none"], "pps")
-    for mode in ("none", "tcpdump", "xcap"):
+    for mode in MODES:
         rs = [r for r in rows if r["mode"] == mode]
         sent, pps = med(rs, "sent"), med(rs, "pps")
         cap, drop, cpu = med(rs, "captured"), med(rs, "dropped"), med(rs, "cpu")

@@ -7,7 +7,7 @@
 //! the sources' own buffers, where every loss is counted.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::Arc;
@@ -34,28 +34,58 @@ pub struct BusReport {
     pub error: Option<Error>,
 }
 
-struct Pending {
+/// Heap key of a waiting packet: small, so sifting the heap stays cheap;
+/// the packet itself waits in `Waiting`, indexed by `seq`.
+#[derive(PartialEq, Eq)]
+struct Key {
     ts: u64,
     seq: u64,
-    src: usize,
-    packet: Packet,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, o: &Self) -> bool {
-        (self.ts, self.seq) == (o.ts, o.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
+impl PartialOrd for Key {
     fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Pending {
+impl Ord for Key {
     // Reversed: BinaryHeap is a max-heap, we want the oldest first.
     fn cmp(&self, o: &Self) -> CmpOrdering {
         (o.ts, o.seq).cmp(&(self.ts, self.seq))
+    }
+}
+
+/// Packets in arrival order; slot `seq - base` holds packet `seq` until it
+/// leaves the bus.
+#[derive(Default)]
+struct Waiting {
+    base: u64,
+    slots: VecDeque<Option<(usize, Packet)>>,
+    heap: BinaryHeap<Key>,
+}
+
+impl Waiting {
+    fn push(&mut self, src: usize, p: Packet) {
+        let seq = self.base + self.slots.len() as u64;
+        self.heap.push(Key { ts: p.ts_ns, seq });
+        self.slots.push_back(Some((src, p)));
+    }
+    /// The oldest packet if its time is at most `limit`.
+    fn pop_until(&mut self, limit: u64) -> Option<(usize, Packet)> {
+        if self.heap.peek()?.ts > limit {
+            return None;
+        }
+        let k = self.heap.pop()?;
+        let out = self.slots.get_mut((k.seq - self.base) as usize)?.take();
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        out
+    }
+    fn clear(&mut self) {
+        self.base += self.slots.len() as u64;
+        self.slots.clear();
+        self.heap.clear();
     }
 }
 
@@ -143,8 +173,7 @@ pub fn run(
     let mut watermarks = vec![0u64; n];
     let mut live = vec![true; n];
     let mut reports: Vec<Option<SourceReport>> = vec![None; n];
-    let mut heap: BinaryHeap<Pending> = BinaryHeap::new();
-    let mut seq = 0u64;
+    let mut waiting = Waiting::default();
     let mut out = Out {
         sinks: &mut sinks,
         written: 0,
@@ -164,13 +193,7 @@ pub fn run(
         let i = batch.source;
         if !out.full() {
             for p in batch.packets {
-                heap.push(Pending {
-                    ts: p.ts_ns,
-                    seq,
-                    src: i,
-                    packet: p,
-                });
-                seq += 1;
+                waiting.push(i, p);
             }
         }
         watermarks[i] = watermarks[i].max(batch.watermark);
@@ -192,9 +215,8 @@ pub fn run(
             .min()
             .unwrap_or(u64::MAX);
         let mut emitted = false;
-        while heap.peek().is_some_and(|p| p.ts <= limit) {
-            let Some(p) = heap.pop() else { break };
-            out.emit(p.src, &p.packet);
+        while let Some((src, p)) = waiting.pop_until(limit) {
+            out.emit(src, &p);
             emitted = true;
         }
         // Once per batch, not per packet: a live reader sees output promptly.
@@ -205,11 +227,11 @@ pub fn run(
             // -c reached, output closed or a sink failed: stop the sources and
             // drain the channel until they have all reported.
             stop.store(true, Ordering::Relaxed);
-            heap.clear();
+            waiting.clear();
         }
     }
-    while let Some(p) = heap.pop() {
-        out.emit(p.src, &p.packet);
+    while let Some((src, p)) = waiting.pop_until(u64::MAX) {
+        out.emit(src, &p);
     }
     for h in handles {
         let _ = h.join();

@@ -67,7 +67,7 @@ pub struct Meta {
     pub cpu: Option<u32>,
     pub pid: Option<u32>,
     pub tid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Arc<str>>,
     /// Identifies one packet across hooks (the skb address for the kernel source).
     pub packet_id: Option<u64>,
     /// Drop reason by name, e.g. `NETFILTER_DROP`.

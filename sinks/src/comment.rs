@@ -14,6 +14,14 @@ use std::sync::Arc;
 use xcap_core::{Direction, Meta};
 
 fn escape_into(out: &mut String, s: &str, spaces: bool) {
+    // Fast path: almost every value needs no escaping (this runs per packet).
+    if !s
+        .bytes()
+        .any(|b| b == b'\\' || b == b'\n' || (spaces && b == b' '))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -66,9 +74,9 @@ impl Line {
         self.key(k);
         escape_into(&mut self.0, v, true);
     }
-    fn num(&mut self, k: &str, v: impl std::fmt::Display) {
+    fn num(&mut self, k: &str, v: impl itoa::Integer) {
         self.key(k);
-        let _ = write!(self.0, "{v}");
+        self.0.push_str(itoa::Buffer::new().format(v));
     }
 }
 
@@ -95,12 +103,18 @@ fn set_opt<T: std::str::FromStr>(slot: &mut Option<T>, v: &str) {
 /// The metadata of a packet as a comment (empty if there is none). The
 /// source is not included: it names the interface block the packet is in.
 pub fn format_comment(m: &Meta) -> String {
+    let mut out = iface_part(m);
+    packet_part_into(&mut out, m);
+    out
+}
+
+/// The part of the comment that is the same for every packet of one
+/// interface block (hook, interface, namespace): the pcapng writer formats
+/// it once per interface, not per packet.
+pub fn iface_part(m: &Meta) -> String {
     let mut l = Line::default();
     if !m.hook.is_empty() {
         l.str("hook", &m.hook);
-    }
-    if m.dir != Direction::Unknown {
-        l.str("dir", m.dir.as_str());
     }
     if !m.ifname.is_empty() {
         l.str("if", &m.ifname);
@@ -110,6 +124,16 @@ pub fn format_comment(m: &Meta) -> String {
     }
     if m.netns != 0 {
         l.num("netns", m.netns);
+    }
+    l.0
+}
+
+/// Append the per-packet part of the comment to `buf` (which holds the
+/// interface part, or nothing).
+pub fn packet_part_into(buf: &mut String, m: &Meta) {
+    let mut l = Line(std::mem::take(buf));
+    if m.dir != Direction::Unknown {
+        l.str("dir", m.dir.as_str());
     }
     if let Some(v) = m.cpu {
         l.num("cpu", v);
@@ -152,7 +176,7 @@ pub fn format_comment(m: &Meta) -> String {
             escape_into(&mut out, f, false);
         }
     }
-    out
+    *buf = out;
 }
 
 /// Fill `meta` from a comment written by [`format_comment`]. Fields present
@@ -176,7 +200,7 @@ pub fn parse_comment(text: &str, meta: &mut Meta) {
             "cpu" => set_opt(&mut meta.cpu, &v),
             "pid" => set_opt(&mut meta.pid, &v),
             "tid" => set_opt(&mut meta.tid, &v),
-            "comm" => meta.comm = Some(v),
+            "comm" => meta.comm = Some(Arc::from(v)),
             "id" => {
                 let hex = v.strip_prefix("0x").unwrap_or(&v);
                 if let Ok(x) = u64::from_str_radix(hex, 16) {
@@ -299,7 +323,7 @@ mod tests {
         let c = format_comment(&full());
         assert_eq!(
             c,
-            "hook=tp:net:netif_receive_skb dir=In if=veth0 ifindex=3 netns=4026531840 \
+            "hook=tp:net:netif_receive_skb if=veth0 ifindex=3 netns=4026531840 dir=In \
              cpu=1 pid=4242 tid=4243 comm=my\\sproc\\\\\\swith\\s=\\ssigns \
              id=0xffff88810a2b3c00 queue=2 ret=-22 drop=NETFILTER_DROP \
              location=nf_hook_slow+0x8c x.verdict=XDP_PASS x.note=two\\swords\\nand\\sa\\sline\n\
@@ -323,16 +347,16 @@ mod tests {
         let cases = [
             Meta::default(),
             Meta {
-                comm: Some(String::new()),
+                comm: Some(Arc::from("")),
                 ..Default::default()
             },
             Meta {
-                comm: Some("\\".into()),
+                comm: Some(Arc::from("\\")),
                 pid: Some(0),
                 ..Default::default()
             },
             Meta {
-                comm: Some(" \\s \\\\n\n".into()),
+                comm: Some(Arc::from(" \\s \\\\n\n")),
                 dir: Direction::Out,
                 ..Default::default()
             },

@@ -89,6 +89,8 @@ impl IfKey {
 
 struct Iface {
     key: IfKey,
+    /// The comment's part shared by all packets of this interface.
+    comment: String,
     first_ts: u64,
     last_ts: u64,
     packets: u64,
@@ -105,6 +107,8 @@ pub struct PcapNgSink {
     last: Option<usize>,
     /// Options of the packet being written, reused to spare an allocation.
     opts: Vec<u8>,
+    /// Reused for each packet's comment.
+    comment: String,
 }
 
 impl PcapNgSink {
@@ -137,6 +141,7 @@ impl PcapNgSink {
             index: HashMap::new(),
             last: None,
             opts: Vec::with_capacity(256),
+            comment: String::with_capacity(256),
         })
     }
 
@@ -176,6 +181,7 @@ impl PcapNgSink {
                 let i = self.ifaces.len();
                 self.ifaces.push(Iface {
                     key: key.clone(),
+                    comment: comment::iface_part(&p.meta),
                     first_ts: p.ts_ns,
                     last_ts: p.ts_ns,
                     packets: 0,
@@ -240,9 +246,11 @@ impl Sink for PcapNgSink {
         if let Some(q) = m.queue {
             push_opt(o, EPB_QUEUE, &q.to_ne_bytes());
         }
-        let c = comment::format_comment(m);
-        if !c.is_empty() {
-            push_opt(o, OPT_COMMENT, cap_str(&c).as_bytes());
+        self.comment.clear();
+        self.comment.push_str(&f.comment);
+        comment::packet_part_into(&mut self.comment, m);
+        if !self.comment.is_empty() {
+            push_opt(o, OPT_COMMENT, cap_str(&self.comment).as_bytes());
         }
         push_opt(o, OPT_ENDOFOPT, &[]);
 

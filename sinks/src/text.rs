@@ -166,7 +166,7 @@ fn json_line(p: &Packet, verbose: u8) -> Value {
     o.insert("cpu".into(), json!(m.cpu));
     o.insert("pid".into(), json!(m.pid));
     o.insert("tid".into(), json!(m.tid));
-    o.insert("comm".into(), json!(m.comm));
+    o.insert("comm".into(), json!(m.comm.as_deref()));
     // Hex text: a kernel address does not survive a JSON reader's doubles.
     o.insert(
         "packet_id".into(),
