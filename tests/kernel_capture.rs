@@ -47,6 +47,41 @@ fn same_packets_as_tcpdump_pcap() {
         ts.len()
     );
     assert_eq!(bag(&xs), bag(&ts), "same bytes as tcpdump");
+    // Wall-clock stamps agree with tcpdump's (taken a few microseconds apart).
+    let tts = read_packets_ts(&tf);
+    for (_, d, _, t) in read_packets_ts(&xf) {
+        let near = tts
+            .iter()
+            .filter(|p| p.1 == d)
+            .map(|p| p.3.abs_diff(t))
+            .min()
+            .unwrap();
+        assert!(near < 20_000_000, "timestamp {near} ns away from tcpdump's");
+    }
+}
+
+/// Inside `ip netns exec`, -i names resolve in that namespace; a closed
+/// pipe on stdout ends the capture normally.
+#[test]
+fn inside_ip_netns_exec_and_closed_pipe() {
+    let v = VethPair::new();
+    // bash, not sh: PIPESTATUS gives xcap's own exit code.
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(format!(
+        "ip netns exec {} {XCAP} -i {} | head -n 2; echo status=${{PIPESTATUS[0]}}",
+        v.a, v.va
+    ));
+    c.stdout(std::process::Stdio::piped());
+    let xc = Capture::start(c, "capturing");
+    v.exec(&v.a, &format!("ping -c 5 -i 0.1 {}", v.ip_b));
+    let child_out = xc.wait_output();
+    let lines: Vec<&str> = child_out.lines().collect();
+    assert_eq!(lines.len(), 3, "{child_out}");
+    assert!(lines[0].contains(" va Out "), "{child_out}");
+    assert_eq!(
+        lines[2], "status=0",
+        "xcap exits 0 when its reader goes away"
+    );
 }
 
 #[test]

@@ -143,6 +143,13 @@ impl Capture {
         c
     }
 
+    /// Wait for the process to end by itself; its stdout (must be piped).
+    pub fn wait_output(mut self) -> String {
+        let child = self.child.take().unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// SIGINT, wait, and return (exit code, all of stderr).
     pub fn stop(mut self) -> (i32, String) {
         let mut child = self.child.take().unwrap();
@@ -203,6 +210,14 @@ pub fn tmpdir(name: &str) -> PathBuf {
 
 /// Packets of a pcap or pcapng file: (link type, bytes, original length).
 pub fn read_packets(path: &Path) -> Vec<(u16, Vec<u8>, u32)> {
+    read_packets_ts(path)
+        .into_iter()
+        .map(|(l, d, o, _)| (l, d, o))
+        .collect()
+}
+
+/// As `read_packets`, with each packet's timestamp in ns since the epoch.
+pub fn read_packets_ts(path: &Path) -> Vec<(u16, Vec<u8>, u32, u64)> {
     use pcap_file::pcap::PcapReader;
     use pcap_file::pcapng::{Block, PcapNgReader};
     let f = std::fs::File::open(path).unwrap();
@@ -219,6 +234,7 @@ pub fn read_packets(path: &Path) -> Vec<(u16, Vec<u8>, u32)> {
                     links[p.interface_id as usize],
                     p.data.into_owned(),
                     p.original_len,
+                    p.timestamp.as_nanos() as u64,
                 )),
                 _ => {}
             }
@@ -228,7 +244,12 @@ pub fn read_packets(path: &Path) -> Vec<(u16, Vec<u8>, u32)> {
         let link = u32::from(r.header().datalink) as u16;
         while let Some(p) = r.next_packet() {
             let p = p.unwrap();
-            out.push((link, p.data.into_owned(), p.orig_len));
+            out.push((
+                link,
+                p.data.into_owned(),
+                p.orig_len,
+                p.timestamp.as_nanos() as u64,
+            ));
         }
     }
     out
