@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use xcap_core::registry::{self, CaptureConfig, SinkConfig};
-use xcap_core::{BusOptions, Error};
+use xcap_core::{BusOptions, Error, Filter};
 
 // Built-in sources and sinks register themselves; linking them is enough.
 use xcap_sinks as _;
@@ -75,6 +75,9 @@ struct Cli {
     /// List the registered sources and sinks, and exit.
     #[arg(long)]
     list: bool,
+    /// Print the filter as classic BPF and as the eBPF xcap runs, and exit.
+    #[arg(short = 'd')]
+    dump: bool,
     /// Filter expression in tcpdump syntax.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
     expression: Vec<String>,
@@ -152,11 +155,20 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         return Ok(());
     }
-    if !cli.expression.is_empty() {
-        return Err(Error::input(format!(
-            "filter expressions are not supported yet ('{}'): capture without one, or filter the written file with tcpdump -r",
-            cli.expression.join(" ")
-        )));
+    let filter = if cli.expression.is_empty() {
+        None
+    } else {
+        Some(Arc::new(Filter::compile(
+            &cli.expression.join(" "),
+            cli.snaplen,
+        )?))
+    };
+    if cli.dump {
+        let f = filter
+            .as_ref()
+            .ok_or_else(|| Error::input("-d needs a filter expression"))?;
+        print!("{}", f.dump(xcap_core::filter::ebpf::BLOCK_INSNS)?);
+        return Ok(());
     }
     let sink_factories = pick_sinks(&cli)?;
     let capture = CaptureConfig {
@@ -168,6 +180,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         stack: cli.stack,
         read_file: cli.read.clone(),
         buffer_kib: cli.buffer,
+        filter: filter.clone(),
     };
     let mut source_names: Vec<String> = Vec::new();
     if cli.read.is_some() {
@@ -228,7 +241,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             sink_cfg.snaplen
         );
     }
-    let opts = BusOptions { count: cli.count };
+    let opts = BusOptions {
+        count: cli.count,
+        filter,
+    };
     let report = xcap_core::run_bus(sources.into_iter().collect(), sinks, &opts, stop)?;
 
     let dropped: u64 = report.sources.iter().map(|s| s.dropped).sum();

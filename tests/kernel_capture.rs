@@ -302,6 +302,8 @@ fn bad_input_exits_2_with_one_line() {
     bad(&["-r", "/nonexistent-file.pcap"], "/nonexistent-file.pcap");
     bad(&["--sink", "nosuch"], "nosuch");
     bad(&["--frobnicate"], "frobnicate");
-    bad(&["tcp", "port", "80"], "filter");
+    // libpcap's own message, nothing attached.
+    bad(&["tcp", "port", "eighty"], "eighty");
+    bad(&["-d"], "-d needs a filter expression");
     assert!(!std::path::Path::new("/nonexistent-dir").exists());
 }

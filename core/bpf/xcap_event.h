@@ -62,7 +62,8 @@ enum xcap_counter {
 	XCAP_CNT_SEEN = 0,     /* hook ran and the packet passed -i */
 	XCAP_CNT_LOST = 1,     /* ring buffer full: record lost */
 	XCAP_CNT_TRUNC = 2,    /* paged data that could not be read */
-	XCAP_CNT_MAX = 3,
+	XCAP_CNT_MATCHED = 3,  /* passed the filter (when one is set) */
+	XCAP_CNT_MAX = 4,
 };
 
 #endif /* __XCAP_EVENT_H */

@@ -21,6 +21,8 @@ use crate::{Error, Packet, Result};
 pub struct BusOptions {
     /// `-c`: stop after this many packets were written.
     pub count: Option<u64>,
+    /// Applied here to the packets of sources that do not filter themselves.
+    pub filter: Option<Arc<crate::Filter>>,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +148,17 @@ pub fn run(
     let (tx, rx) = sync_channel::<Batch>(64);
     let mut handles = Vec::with_capacity(n);
     let names: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
+    // Per source: the filter the bus must run for it, if any.
+    let user_filter: Vec<Option<Arc<crate::Filter>>> = sources
+        .iter()
+        .map(|s| {
+            if s.filters() {
+                None
+            } else {
+                opts.filter.clone()
+            }
+        })
+        .collect();
     for (index, src) in sources.into_iter().enumerate() {
         let ctx = SourceCtx {
             index,
@@ -193,6 +206,11 @@ pub fn run(
         let i = batch.source;
         if !out.full() {
             for p in batch.packets {
+                if let Some(f) = &user_filter[i] {
+                    if !f.matches(p.link, &p.data, p.orig_len) {
+                        continue;
+                    }
+                }
                 waiting.push(i, p);
             }
         }

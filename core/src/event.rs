@@ -19,7 +19,8 @@ pub const F_STACK: u16 = 2;
 pub const CNT_SEEN: usize = 0;
 pub const CNT_LOST: usize = 1;
 pub const CNT_TRUNC: usize = 2;
-pub const CNT_MAX: usize = 3;
+pub const CNT_MATCHED: usize = 3;
+pub const CNT_MAX: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -165,6 +166,61 @@ mod tests {
         ];
         assert_eq!(size, EVENT_SIZE);
         assert_eq!(offs, rust);
+    }
+
+    #[test]
+    fn constants_match_c_headers() {
+        use crate::filter::ebpf;
+        let v = crate::layout::c_consts(
+            &[std::path::Path::new(crate::BPF_INCLUDE_DIR)],
+            &["xcap_event.h", "xcap_filter.h"],
+            &[
+                "XCAP_COMM_LEN",
+                "XCAP_IFNAME_LEN",
+                "XCAP_MAX_STACK",
+                "XCAP_MAX_SNAPLEN",
+                "XCAP_MAX_IFACES",
+                "XCAP_LINK_RAW",
+                "XCAP_DIR_IN",
+                "XCAP_DIR_OUT",
+                "XCAP_F_DROP",
+                "XCAP_F_STACK",
+                "XCAP_CNT_SEEN",
+                "XCAP_CNT_LOST",
+                "XCAP_CNT_TRUNC",
+                "XCAP_CNT_MATCHED",
+                "XCAP_CNT_MAX",
+                "XCAP_FILTER_INSNS",
+                "XCAP_FILTER_MARKER",
+                "XCAP_FILTER_MISS",
+                "XCAP_FILTER_MATCH",
+                "XCAP_FILTER_NEED_MORE",
+            ],
+        )
+        .unwrap();
+        let rust: Vec<i64> = vec![
+            COMM_LEN as i64,
+            IFNAME_LEN as i64,
+            MAX_STACK as i64,
+            MAX_SNAPLEN as i64,
+            MAX_IFACES as i64,
+            LINK_RAW as i64,
+            DIR_IN as i64,
+            DIR_OUT as i64,
+            F_DROP as i64,
+            F_STACK as i64,
+            CNT_SEEN as i64,
+            CNT_LOST as i64,
+            CNT_TRUNC as i64,
+            CNT_MATCHED as i64,
+            CNT_MAX as i64,
+            ebpf::BLOCK_INSNS as i64,
+            ebpf::MARKER as i64,
+            ebpf::MISS as i64,
+            ebpf::MATCH as i64,
+            ebpf::NEED_MORE as i64,
+        ];
+        assert_eq!(v, rust);
     }
 
     #[test]

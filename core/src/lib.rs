@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod layout;
 pub mod packet;
 pub mod registry;
@@ -12,6 +13,7 @@ pub mod time;
 
 pub use bus::{run as run_bus, BusOptions, BusReport};
 pub use error::{Error, Result};
+pub use filter::Filter;
 pub use packet::{Direction, LinkType, Meta, Packet};
 pub use registry::{
     Batch, CaptureConfig, Sink, SinkConfig, SinkFactory, Source, SourceCtx, SourceFactory,

@@ -30,6 +30,9 @@ pub struct CaptureConfig {
     pub read_file: Option<PathBuf>,
     /// `-B`: per-source buffer size in KiB (ring buffer).
     pub buffer_kib: u32,
+    /// The filter expression, compiled. Sources that run BPF splice it into
+    /// their programs; for the others the bus runs it in userspace.
+    pub filter: Option<Arc<crate::Filter>>,
 }
 
 /// A batch of packets from one source, in the source's order, with the
@@ -96,6 +99,11 @@ pub struct SourceReport {
 /// anything runs), then run on its own thread until stopped.
 pub trait Source: Send {
     fn name(&self) -> &str;
+    /// Whether the source applies `CaptureConfig::filter` itself (in the
+    /// kernel); if not, the bus filters its packets in userspace.
+    fn filters(&self) -> bool {
+        false
+    }
     /// Capture until `ctx.stopped()` or the source runs dry, then detach and
     /// report. Must not return before everything it attached is detached.
     fn run(self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport>;

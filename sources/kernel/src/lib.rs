@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBufferBuilder};
 use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, MAX_IFACES, MAX_SNAPLEN};
+use xcap_core::filter::ebpf::{self, Insn};
 use xcap_core::{
     CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
 };
@@ -234,6 +235,10 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         cfg.buffer_kib
     });
 
+    let block = match &cfg.filter {
+        Some(f) => Some(f.ebpf_block(ebpf::BLOCK_INSNS)?),
+        None => None,
+    };
     libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_log)));
     let mut loaded: Vec<Loaded> = Vec::with_capacity(hooks.len());
     for (i, hook) in hooks.iter().enumerate() {
@@ -243,6 +248,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             dir: hook.dir as u32,
             stack: cfg.stack as u32,
             nr_ifaces: ifaces.len() as u32,
+            filter: block.is_some() as u32,
             vmemmap_base,
             page_offset_base,
             ..Default::default()
@@ -252,7 +258,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             c.netns[j] = *ns;
         }
         let shared = loaded.first().map(|l| &l.obj);
-        let obj = load_hook(hook, &c, shared, rb_bytes, ncpus)?;
+        let obj = load_hook(hook, &c, block.as_deref(), shared, rb_bytes, ncpus)?;
         loaded.push(Loaded { link: None, obj });
     }
     // Attach only once everything loaded, so a failure leaves nothing behind.
@@ -284,6 +290,7 @@ fn ring_size(kib: u32) -> u32 {
 fn load_hook(
     hook: &Hook,
     cfg: &XcapConfig,
+    filter: Option<&[Insn]>,
     shared: Option<&Object>,
     rb_bytes: u32,
     ncpus: u32,
@@ -300,6 +307,9 @@ fn load_hook(
             }
             p.set_attach_target(0, Some(hook.tp.clone()))
                 .map_err(|e| load_error(hook, "target", e))?;
+            if let Some(block) = filter {
+                splice_filter(&mut p, block)?;
+            }
         } else {
             p.set_autoload(false);
         }
@@ -367,6 +377,42 @@ fn intern<K: Eq + std::hash::Hash + Copy>(
         .clone();
     t.last = Some((key, v.clone()));
     v
+}
+
+/// Put the translated filter in place of the program's placeholder blocks
+/// (same length: nothing else in the program moves).
+fn splice_filter(p: &mut libbpf_rs::OpenProgramMut<'_>, block: &[Insn]) -> Result<()> {
+    use libbpf_rs::AsRawLibbpf;
+    let mut insns: Vec<Insn> = p
+        .insns()
+        .iter()
+        .map(|i| {
+            // SAFETY: struct bpf_insn is 8 bytes of plain data, as is Insn.
+            let bytes: [u8; 8] = unsafe { std::mem::transmute_copy(i) };
+            Insn::from_bytes(&bytes)
+        })
+        .collect();
+    match ebpf::splice(&mut insns, block) {
+        Ok(n) if n > 0 => {}
+        Ok(_) => return Err(Error::runtime("BPF program has no filter placeholder")),
+        Err(e) => return Err(Error::runtime(e)),
+    }
+    let ptr = p.as_libbpf_object().as_ptr();
+    // SAFETY: the object is open, not loaded; libbpf copies the instructions.
+    let r = unsafe {
+        libbpf_rs::libbpf_sys::bpf_program__set_insns(
+            ptr,
+            insns.as_mut_ptr() as *mut libbpf_rs::libbpf_sys::bpf_insn,
+            insns.len() as _,
+        )
+    };
+    if r != 0 {
+        return Err(Error::runtime(format!(
+            "cannot splice the filter: {}",
+            std::io::Error::from_raw_os_error(-r)
+        )));
+    }
+    Ok(())
 }
 
 /// Turns ring buffer records into packets.
@@ -471,6 +517,10 @@ impl KernelSource {
 impl Source for KernelSource {
     fn name(&self) -> &str {
         "kernel"
+    }
+
+    fn filters(&self) -> bool {
+        true
     }
 
     fn run(mut self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {

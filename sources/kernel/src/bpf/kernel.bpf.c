@@ -13,6 +13,7 @@
 #include <bpf/bpf_core_read.h>
 #include "xcap_event.h"
 #include "kernel.h"
+#include "xcap_filter.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -254,6 +255,29 @@ static long frag_list_cb(__u64 i, void *data)
 	return 0;
 }
 
+/* Copy the paged part (frags, then frag_list heads) after `off` bytes. */
+static __always_inline __u32 copy_rest(struct sk_buff *skb, unsigned char *head, __u32 off,
+				       __u32 cap, __u32 cpu, bool *trunc)
+{
+	struct copy_ctx c = {
+		.fsize = bpf_core_type_size(skb_frag_t),
+		.off = off,
+		.cap = cap,
+		.cpu = cpu,
+	};
+
+	set_frags(&c, skb);
+	bpf_loop(MAX_FRAGS, frag_cb, &c, 0);
+	if (!c.trunc && c.off < c.cap) {
+		struct skb_shared_info *shinfo = (void *)(head + BPF_CORE_READ(skb, end));
+
+		c.next = (__u64)BPF_CORE_READ(shinfo, frag_list);
+		bpf_loop(MAX_FRAG_LIST, frag_list_cb, &c, 0);
+	}
+	*trunc = c.trunc || c.off < c.cap;
+	return c.off;
+}
+
 static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
 				   bool drop)
 {
@@ -328,25 +352,24 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	__u32 off = copy_out(s, 0, (__u64)start, lin);
 	bool trunc = off != lin;
 
-	if (!trunc && off < cap) {
-		struct copy_ctx c = {
-			.fsize = bpf_core_type_size(skb_frag_t),
-			.off = off,
-			.cap = cap,
-			.cpu = cpu,
-		};
+	bool rest = false; /* the paged part was copied */
 
-		set_frags(&c, skb);
-		bpf_loop(MAX_FRAGS, frag_cb, &c, 0);
-		if (!c.trunc && c.off < c.cap) {
-			struct skb_shared_info *shinfo = (void *)(head + BPF_CORE_READ(skb, end));
+	if (cfg.filter) {
+		__u32 mem[16] = {};
+		__u32 raw = ev->link == XCAP_LINK_RAW;
+		__u32 r = xcap_filter(s->data, off, total, raw, mem);
 
-			c.next = (__u64)BPF_CORE_READ(shinfo, frag_list);
-			bpf_loop(MAX_FRAG_LIST, frag_list_cb, &c, 0);
+		if (r == XCAP_FILTER_NEED_MORE && !trunc && off < cap) {
+			off = copy_rest(skb, head, off, cap, cpu, &trunc);
+			rest = true;
+			r = xcap_filter(s->data, off, total, raw, mem);
 		}
-		off = c.off;
-		trunc = c.trunc || c.off < c.cap;
+		if (r != XCAP_FILTER_MATCH)
+			return 0;
+		count(XCAP_CNT_MATCHED);
 	}
+	if (!rest && !trunc && off < cap)
+		off = copy_rest(skb, head, off, cap, cpu, &trunc);
 	if (trunc)
 		count(XCAP_CNT_TRUNC);
 

@@ -9,6 +9,7 @@ struct xcap_config {
 	__u32 dir;            /* enum xcap_dir of this hook */
 	__u32 stack;          /* record kernel stacks */
 	__u32 nr_ifaces;      /* 0: every interface */
+	__u32 filter;         /* run the spliced filter (xcap_filter.h) */
 	__u32 ifindex[XCAP_MAX_IFACES]; /* 0: any interface */
 	__u32 netns[XCAP_MAX_IFACES];  /* 0: any namespace */
 	__u64 vmemmap_base;   /* address of the kernel variable, 0 if absent */
