@@ -293,6 +293,19 @@ fn translate_prog(a: &mut Asm, prog: &[CbpfInsn]) -> Result<(), Untranslatable> 
         let code = p.code;
         let class = code & 0x07;
         let next = |n: u32| Target::Cbpf(i + 1 + n as usize);
+        if code & 0x07 == 0x05 {
+            let far = if code & 0xf0 == 0 {
+                k
+            } else {
+                p.jt.max(p.jf) as u32
+            };
+            if i as u64 + 1 + far as u64 >= prog.len() as u64 {
+                return Err(Untranslatable(format!(
+                    "instruction {i} jumps backward (a loop, as `protochain` generates); \
+                     xcap runs no loops in the kernel"
+                )));
+            }
+        }
         match class {
             // LD
             0x00 => match code & 0xe0 {

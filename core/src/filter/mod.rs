@@ -4,6 +4,7 @@
 
 pub mod ebpf;
 pub mod pcap;
+pub mod testset;
 
 use crate::{Error, LinkType, Result};
 pub use pcap::CbpfInsn;
