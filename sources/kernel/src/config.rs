@@ -51,6 +51,7 @@ mod tests {
                 "dir",
                 "stack",
                 "nr_ifaces",
+                "filter",
                 "ifindex",
                 "netns",
                 "vmemmap_base",

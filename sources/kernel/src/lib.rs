@@ -303,7 +303,11 @@ fn load_hook(
             p.set_autoload(true);
             if std::env::var_os("XCAP_DEBUG").is_some() {
                 // Verifier statistics (insns processed, states) in the libbpf log.
-                p.set_log_level(4);
+                p.set_log_level(if std::env::var_os("XCAP_DEBUG_VERIFIER").is_some() {
+                    1
+                } else {
+                    4
+                });
             }
             p.set_attach_target(0, Some(hook.tp.clone()))
                 .map_err(|e| load_error(hook, "target", e))?;

@@ -281,30 +281,52 @@ static __always_inline __u32 copy_rest(struct sk_buff *skb, unsigned char *head,
 static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
 				   bool drop)
 {
+	/*
+	 * skb is a BTF pointer (tp_btf arguments are typed): its fields are read
+	 * with direct loads, which cost a fraction of bpf_probe_read_kernel()
+	 * calls. Only addresses computed by hand need the helper.
+	 */
 	__u32 cpu = bpf_get_smp_processor_id();
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	__u32 ifindex = 0, netns = 0;
+	__u16 type = 0;
+	__u64 ifname = 0; /* address of the device name */
 	struct scratch *s;
 
-	/*
-	 * Locally generated packets have no device before routing output (an
-	 * OUTPUT-chain drop, say): use the route's device, where the packet was
-	 * going; failing that, the socket's namespace.
-	 */
-	if (!dev) {
-		struct dst_entry *dst = (void *)(BPF_CORE_READ(skb, _skb_refdst) & ~1UL);
-
-		if (dst)
-			dev = BPF_CORE_READ(dst, dev);
-	}
 	if (dev) {
-		ifindex = BPF_CORE_READ(dev, ifindex);
-		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	} else {
-		struct sock *sk = BPF_CORE_READ(skb, sk);
+		struct net *net = dev->nd_net.net; /* __rcu: must be checked */
 
-		if (sk)
-			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		barrier_var(net);
+		ifindex = dev->ifindex;
+		netns = net ? net->ns.inum : 0;
+		type = dev->type;
+		ifname = (__u64)dev->name;
+	} else {
+		/*
+		 * Locally generated packets have no device before routing output
+		 * (an OUTPUT-chain drop, say): use the route's device, where the
+		 * packet was going; failing that, the socket's namespace.
+		 */
+		struct dst_entry *dst = (void *)(skb->_skb_refdst & ~1UL);
+		struct net_device *d = dst ? BPF_CORE_READ(dst, dev) : NULL;
+
+		if (d) {
+			ifindex = BPF_CORE_READ(d, ifindex);
+			netns = BPF_CORE_READ(d, nd_net.net, ns.inum);
+			type = BPF_CORE_READ(d, type);
+			ifname = (__u64)d + bpf_core_field_offset(struct net_device, name);
+		} else {
+			struct sock *sk = skb->sk;
+
+			/* Keep the checked load: the verifier tracks that register. */
+			barrier_var(sk);
+			if (sk) {
+				struct net *net = sk->__sk_common.skc_net.net;
+
+				barrier_var(net);
+				netns = net ? net->ns.inum : 0;
+			}
+		}
 	}
 	if (!iface_selected(ifindex, netns))
 		return 0;
@@ -316,13 +338,12 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 
 	__u32 hdr_off = cfg.stack ? 0 : STACK_BYTES;
 	struct xcap_event *ev = (void *)&s->hdr[hdr_off & STACK_BYTES];
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u16 mac = BPF_CORE_READ(skb, mac_header);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u32 len = BPF_CORE_READ(skb, len);
-	__u32 data_len = BPF_CORE_READ(skb, data_len);
-	__u16 type = dev ? BPF_CORE_READ(dev, type) : 0;
+	unsigned char *head = skb->head;
+	unsigned char *data = skb->data;
+	__u16 mac = skb->mac_header;
+	__u16 nh = skb->network_header;
+	__u32 len = skb->len;
+	__u32 data_len = skb->data_len;
 	unsigned char *start;
 
 	/*
@@ -387,14 +408,14 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	ev->tid = (__u32)id;
 	ev->cpu = cpu;
 	ev->drop_reason = reason;
-	ev->protocol = BPF_CORE_READ(skb, protocol);
+	ev->protocol = skb->protocol;
 	ev->dir = cfg.dir;
 	ev->flags = drop ? XCAP_F_DROP : 0;
 	ev->pad = 0;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
-	if (dev)
-		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
+	if (ifname)
+		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), (void *)ifname);
 
 	ev->nr_stack = 0;
 	if (cfg.stack) {

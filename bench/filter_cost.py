@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""In-kernel cost of xcap's BPF program per event, with and without filters.
+
+A 64-byte UDP flood over a veth pair; xcap captures at the receiving side's
+tp:net:netif_receive_skb with a filter that rejects every packet, one that
+accepts every packet, and more complex ones. The kernel's own BPF run-time
+statistics (kernel.bpf_stats_enabled) give run time / run count of the
+program. Median of several interleaved runs. Run as root:
+
+    sudo python3 bench/filter_cost.py --seconds 3 --runs 3
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+A, B = "xfilt-a", "xfilt-b"
+IP_A, IP_B = "10.97.0.1", "10.97.0.2"
+
+CASES = [
+    ("no filter", []),
+    ("reject, simple: 'tcp port 9'", ["tcp", "port", "9"]),
+    ("reject, complex: 'host 1.2.3.4 and (tcp[tcpflags] & tcp-syn != 0 or udp port 9)'",
+     ["host", "1.2.3.4", "and", "(tcp[tcpflags]", "&", "tcp-syn", "!=", "0", "or", "udp",
+      "port", "9)"]),
+    ("accept, simple: 'udp'", ["udp"]),
+    ("accept, complex: 'udp and dst port 5201 and len > 40 and not host 1.2.3.4'",
+     ["udp", "and", "dst", "port", "5201", "and", "len", ">", "40", "and", "not", "host",
+      "1.2.3.4"]),
+]
+
+
+def sh(cmd):
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+
+
+def setup():
+    teardown()
+    sh(f"ip netns add {A} && ip netns add {B}")
+    sh(f"ip link add va netns {A} type veth peer name vb netns {B}")
+    sh(f"ip -n {A} addr add {IP_A}/24 dev va && ip -n {A} link set va up")
+    sh(f"ip -n {B} addr add {IP_B}/24 dev vb && ip -n {B} link set vb up")
+
+
+def teardown():
+    for ns in (A, B):
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+
+
+def prog_stats():
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
+                         check=True).stdout
+    for p in json.loads(out):
+        if p.get("name", "").startswith("xcap_tp_arg"):
+            return p.get("run_time_ns", 0), p.get("run_cnt", 0)
+    raise RuntimeError("xcap program not found")
+
+
+def run(xcap, args, seconds):
+    p = subprocess.Popen([xcap, "--netns", B, "-i", "vb", "--hook", "tp:net:netif_receive_skb",
+                          "-w", "/dev/null", "--sink", "pcap"] + args,
+                         stderr=subprocess.PIPE, text=True)
+    while "capturing" not in p.stderr.readline():
+        if p.poll() is not None:
+            raise RuntimeError("xcap failed: " + p.stderr.read())
+    t0, c0 = prog_stats()
+    subprocess.run(["ip", "netns", "exec", A, "iperf3", "-c", IP_B, "-u", "-l", "64", "-b", "0",
+                    "-t", str(seconds)], check=True, stdout=subprocess.DEVNULL)
+    t1, c1 = prog_stats()
+    p.send_signal(signal.SIGINT)
+    p.communicate()
+    return (t1 - t0) / max(1, c1 - c0), c1 - c0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--xcap", default="target/release/xcap")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root")
+    old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
+    sh("sysctl -qw kernel.bpf_stats_enabled=1")
+    setup()
+    srv = subprocess.Popen(["ip", "netns", "exec", B, "iperf3", "-s"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    res = {name: [] for name, _ in CASES}
+    try:
+        for r in range(a.runs):
+            for name, args in CASES:
+                ns, n = run(a.xcap, args, a.seconds)
+                res[name].append((ns, n))
+                print(f"# run {r} {name}: {ns:.0f} ns/event over {n} events", file=sys.stderr)
+    finally:
+        srv.terminate()
+        srv.wait()
+        teardown()
+        sh(f"sysctl -qw kernel.bpf_stats_enabled={old}")
+    print(f"64-byte UDP flood, tp:net:netif_receive_skb, {a.seconds} s per run, "
+          f"median of {a.runs} interleaved runs\n")
+    print("| filter | ns per event (BPF run time / run count) | events per run |")
+    print("|---|---|---|")
+    for name, _ in CASES:
+        ns = statistics.median(x[0] for x in res[name])
+        n = statistics.median(x[1] for x in res[name])
+        print(f"| {name} | {ns:.0f} | {n:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
