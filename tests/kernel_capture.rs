@@ -47,6 +47,22 @@ fn same_packets_as_tcpdump_pcap() {
         ts.len()
     );
     assert_eq!(bag(&xs), bag(&ts), "same bytes as tcpdump");
+    // -r with a filter: libpcap's verdicts in userspace, as tcpdump -r.
+    let (xr, tr) = (dir.join("xr.pcap"), dir.join("tr.pcap"));
+    let expr = "icmp and len > 300";
+    sh(&format!(
+        "{XCAP} -r {} -w {} '{expr}' 2>/dev/null",
+        xf.display(),
+        xr.display()
+    ));
+    sh(&format!(
+        "tcpdump -r {} -w {} '{expr}' 2>/dev/null",
+        xf.display(),
+        tr.display()
+    ));
+    let (a, b) = (read_packets(&xr), read_packets(&tr));
+    assert_eq!(a.len(), 6, "3 large pings and their replies");
+    assert_eq!(bag(&a), bag(&b));
     // Wall-clock stamps agree with tcpdump's (taken a few microseconds apart).
     let tts = read_packets_ts(&tf);
     for (_, d, _, t) in read_packets_ts(&xf) {
@@ -315,6 +331,17 @@ fn count_and_stdout_lines() {
     let (code, err) = xc.stop();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("4 packets captured"), "{err}");
+}
+
+/// -d prints libpcap's classic program exactly as tcpdump -d does.
+#[test]
+fn dump_matches_tcpdump_d() {
+    for e in ["tcp port 80", "vlan and icmp6", "ether broadcast"] {
+        let ours = sh(&format!("{XCAP} -d '{e}'"));
+        let theirs = sh(&format!("tcpdump -d '{e}' 2>/dev/null"));
+        assert!(ours.contains(&theirs), "{e}:\n{ours}\n---\n{theirs}");
+        assert!(ours.contains("(eBPF"), "{ours}");
+    }
 }
 
 fn bad(args: &[&str], needle: &str) {
