@@ -475,6 +475,13 @@ impl Decoder<'_> {
                 .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default()))
                 .filter(|a| *a != 0)
                 .map(|a| k.symbolize(a))
+                // The innermost frames are xcap's own program and the
+                // tracepoint glue: not where the packet was.
+                .skip_while(|f| {
+                    f.starts_with("bpf_prog_")
+                        || f.starts_with("bpf_trace_run")
+                        || f.starts_with("__bpf_trace_")
+                })
                 .collect();
         }
         Some(Packet {
