@@ -75,6 +75,10 @@ struct Cli {
     /// List the registered sources and sinks, and exit.
     #[arg(long)]
     list: bool,
+    /// List the hooks that can carry packets on this kernel (optionally
+    /// matching PATTERN, * and ? as in the shell), and exit.
+    #[arg(long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "*")]
+    list_hooks: Option<String>,
     /// Print the filter as classic BPF and as the eBPF xcap runs, and exit.
     #[arg(short = 'd')]
     dump: bool,
@@ -152,6 +156,14 @@ fn run(cli: Cli) -> Result<(), Error> {
         println!("sinks:");
         for s in registry::sinks() {
             println!("  {:<10} {}", s.name, s.help);
+        }
+        return Ok(());
+    }
+    if let Some(pat) = &cli.list_hooks {
+        for s in registry::sources() {
+            if let Some(list) = s.list_hooks {
+                print!("{}", list(Some(pat))?);
+            }
         }
         return Ok(());
     }

@@ -333,6 +333,40 @@ fn count_and_stdout_lines() {
     assert!(err.contains("4 packets captured"), "{err}");
 }
 
+/// On this kernel fentry is refused (EPERM) and kprobes do not exist: a
+/// function hook says so, found by trying, in one line.
+#[test]
+fn function_hook_refusal_names_what_the_kernel_refused() {
+    require_root();
+    let out = Command::new("timeout")
+        .args(["30", XCAP, "--hook", "ip_rcv", "-c", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("fentry") && err.contains("kprobe"), "{err}");
+    assert!(
+        err.contains("EPERM") || err.contains("not built yet"),
+        "names the kernel's answer: {err}"
+    );
+}
+
+#[test]
+fn list_hooks_shows_tracepoints_and_functions() {
+    require_root();
+    let all = sh(&format!("{XCAP} --list-hooks"));
+    assert!(
+        all.lines()
+            .any(|l| l.contains("netif_receive_skb\tskb=arg0\ttp_btf")),
+        "{all}"
+    );
+    assert!(all.contains("# kernel functions with an skb"), "{all}");
+    let tcp = sh(&format!("{XCAP} --list-hooks 'tcp_v4_*'"));
+    assert!(tcp.lines().any(|l| l == "tcp_v4_rcv\tskb=arg0"), "{tcp}");
+    assert!(!tcp.contains("udp_"), "{tcp}");
+}
+
 /// -d prints libpcap's classic program exactly as tcpdump -d does.
 #[test]
 fn dump_matches_tcpdump_d() {
@@ -367,6 +401,12 @@ fn bad_input_exits_2_with_one_line() {
     );
     bad(&["--hook", "tp:sched:sched_switch", "-c", "1"], "sk_buff");
     bad(&["--hook", "ip_rcv", "-c", "1"], "function hooks");
+    bad(
+        &["--hook", "nosuchfunc", "-c", "1"],
+        "no function nosuchfunc",
+    );
+    bad(&["--hook", "schedule", "-c", "1"], "no struct sk_buff");
+    bad(&["--hook", "bogus:x", "-c", "1"], "bad hook");
     bad(&["-i", "nosuchif0", "-c", "1"], "nosuchif0");
     bad(&["--netns", "no-such-ns", "-c", "1"], "no-such-ns");
     bad(

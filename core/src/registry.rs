@@ -114,7 +114,12 @@ pub struct SourceFactory {
     pub help: &'static str,
     /// Check the configuration and attach. `Error::Input` for bad input.
     pub open: fn(&CaptureConfig) -> Result<Box<dyn Source>>,
+    /// `--list-hooks [PATTERN]`: the capture points this source offers here.
+    pub list_hooks: Option<ListHooks>,
 }
+
+/// Lists a source's capture points matching an optional pattern.
+pub type ListHooks = fn(Option<&str>) -> Result<String>;
 inventory::collect!(SourceFactory);
 
 /// Where and how a sink writes.

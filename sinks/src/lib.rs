@@ -59,5 +59,6 @@ inventory::submit! {
         name: "file",
         help: "read packets and their metadata from a pcap or pcapng file (-r FILE, - for stdin)",
         open: file::open,
+        list_hooks: None,
     }
 }

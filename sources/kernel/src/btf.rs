@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use libbpf_rs::btf::types::{Enum, FuncProto, Typedef};
+use libbpf_rs::btf::types::{Enum, Func, FuncProto, Typedef};
 use libbpf_rs::btf::{BtfKind, BtfType};
 use libbpf_rs::Btf;
 use xcap_core::{Error, Result};
@@ -61,6 +61,39 @@ impl KernelBtf {
         };
         let target = target.skip_mods_and_typedefs();
         target.kind() == BtfKind::Struct && target.name().is_some_and(|n| n == "sk_buff")
+    }
+
+    /// Position of the first `struct sk_buff *` parameter of kernel function
+    /// NAME: Some(None) when it exists but takes no skb, None when BTF does
+    /// not know it (inlined, or not a function).
+    pub fn function(&self, name: &str) -> Option<Option<usize>> {
+        let f: Func = self.btf.type_by_name(name)?;
+        let proto: FuncProto = f.next_type()?.try_into().ok()?;
+        let skb = proto.iter().position(|p| self.is_skb_ptr(p.ty));
+        Some(skb)
+    }
+
+    /// Every kernel function in BTF with an skb parameter: (name, position).
+    pub fn skb_functions(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for f in self.btf.type_by_kind::<Func>() {
+            let Some(name) = f.name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(t) = f.next_type() else {
+                continue;
+            };
+            let Ok(proto) = FuncProto::try_from(t) else {
+                continue;
+            };
+            let skb = proto.iter().position(|p| self.is_skb_ptr(p.ty));
+            if let Some(i) = skb {
+                out.push((name.to_string(), i));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Every tracepoint that takes an skb: (name, skb argument position).

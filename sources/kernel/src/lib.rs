@@ -5,6 +5,7 @@
 //! out in one stream. Function hooks (fentry/kprobe) are a later step and are
 //! refused by name until then.
 
+mod backends;
 mod btf;
 mod config;
 mod iface;
@@ -44,6 +45,7 @@ inventory::submit! {
         name: "kernel",
         help: "skbs at kernel tracepoints (--hook tp:CATEGORY:NAME, --drops)",
         open,
+        list_hooks: Some(list_hooks),
     }
 }
 
@@ -74,23 +76,22 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
         let parts: Vec<&str> = spec.split(':').collect();
         let (cat, tp) = match parts.as_slice() {
             ["tp", cat, name] if !cat.is_empty() && !name.is_empty() => (*cat, *name),
+            ["tp", name] if !name.is_empty() => ("", *name),
             ["tp", ..] => {
                 return Err(Error::input(format!(
                     "bad hook '{spec}': a tracepoint is written tp:CATEGORY:NAME"
                 )))
             }
-            _ => {
-                return Err(Error::input(format!(
-                    "hook '{spec}': function hooks (fentry, kprobe) are not supported yet; use a tracepoint such as tp:net:netif_receive_skb"
-                )))
-            }
+            _ => return Err(refuse_function_hook(&spec, btf)),
         };
         let Some(args) = btf.tracepoint(tp) else {
             return Err(Error::input(format!(
                 "unknown hook '{spec}': this kernel has no tracepoint {tp}"
             )));
         };
-        check_category(cat, tp, &spec)?;
+        if !cat.is_empty() {
+            check_category(cat, tp, &spec)?;
+        }
         let Some(skb_arg) = args.skb_arg else {
             return Err(Error::input(format!(
                 "hook '{spec}': tracepoint {tp} has no struct sk_buff * argument"
@@ -109,13 +110,154 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
             continue;
         }
         hooks.push(Hook {
-            name: Arc::from(format!("tp:{cat}:{tp}")),
+            name: Arc::from(if cat.is_empty() {
+                format!("tp:{tp}")
+            } else {
+                format!("tp:{cat}:{tp}")
+            }),
             tp: tp.to_string(),
             prog,
             dir: direction_of(tp),
         });
     }
     Ok(hooks)
+}
+
+/// A function hook (`ip_rcv`, `fentry:ip_rcv`, `kprobe:tcp_*`, `ip_rcv@1`):
+/// checked against BTF, then refused with what this kernel allows, found by
+/// trying. Capturing at functions is not built yet.
+fn refuse_function_hook(spec: &str, btf: &KernelBtf) -> Error {
+    let (backend, rest) = match spec.split_once(':') {
+        Some((b @ ("fentry" | "fexit" | "kprobe" | "kretprobe"), r)) => (Some(b), r),
+        Some(_) => {
+            return Error::input(format!(
+                "bad hook '{spec}': write tp:CATEGORY:NAME, or a function as NAME or fentry:/fexit:/kprobe:/kretprobe:NAME"
+            ))
+        }
+        None => (None, spec),
+    };
+    let func = rest.split('@').next().unwrap_or(rest);
+    let probe_on = if func.contains(['*', '?']) {
+        let matches: Vec<(String, usize)> = btf
+            .skb_functions()
+            .into_iter()
+            .filter(|(n, _)| glob(func, n))
+            .collect();
+        match matches.first() {
+            Some((n, _)) => n.clone(),
+            None => {
+                return Error::input(format!(
+                    "hook '{spec}': no kernel function taking an skb matches {func}"
+                ))
+            }
+        }
+    } else {
+        match btf.function(func) {
+            None => {
+                return Error::input(format!(
+                    "unknown hook '{spec}': the kernel's BTF has no function {func} (inlined, or misspelt)"
+                ))
+            }
+            Some(None) if !rest.contains('@') => {
+                return Error::input(format!(
+                    "hook '{spec}': {func} takes no struct sk_buff * (name the argument with {func}@N)"
+                ))
+            }
+            Some(_) => func.to_string(),
+        }
+    };
+    let b = backends::probe(&probe_on);
+    let chosen = backend.unwrap_or("fentry/kprobe");
+    if b.any() {
+        Error::input(format!(
+            "hook '{spec}': capturing at kernel functions is not built yet ({}); use a tracepoint, see --list-hooks",
+            b.describe()
+        ))
+    } else {
+        Error::input(format!(
+            "hook '{spec}': {chosen} function hooks are unavailable on this kernel: {}; tracepoints work, e.g. --hook tp:net:netif_receive_skb (see --list-hooks)",
+            b.describe()
+        ))
+    }
+}
+
+/// Shell-style match of `*` and `?`.
+fn glob(pat: &str, s: &str) -> bool {
+    fn m(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => m(&p[1..], s) || (!s.is_empty() && m(p, &s[1..])),
+            (Some(b'?'), Some(_)) => m(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    m(pat.as_bytes(), s.as_bytes())
+}
+
+/// `--list-hooks [PATTERN]`: the tracepoints that carry an skb, with its
+/// argument position and the backend that works, then the kernel functions
+/// that take one and what this kernel allows for them.
+fn list_hooks(pattern: Option<&str>) -> Result<String> {
+    use std::fmt::Write;
+    let btf = KernelBtf::load()?;
+    let pat = pattern.unwrap_or("*");
+    let mut out = String::new();
+    let tps: Vec<_> = btf
+        .skb_tracepoints()
+        .into_iter()
+        .filter(|(n, _)| glob(pat, n) || glob(pat, &format!("tp:{n}")))
+        .collect();
+    let _ = writeln!(
+        out,
+        "# tracepoints with an skb ({}): hook, skb argument, backend",
+        tps.len()
+    );
+    for (n, i) in &tps {
+        let _ = writeln!(
+            out,
+            "tp:{}\tskb=arg{i}\ttp_btf",
+            tracepoint_category(n).map_or(n.clone(), |c| format!("{c}:{n}"))
+        );
+    }
+    let funcs: Vec<_> = btf
+        .skb_functions()
+        .into_iter()
+        .filter(|(n, _)| glob(pat, n))
+        .collect();
+    let b = backends::probe("netif_receive_skb");
+    let _ = writeln!(
+        out,
+        "# kernel functions with an skb ({}): {}{}",
+        funcs.len(),
+        b.describe(),
+        if b.any() {
+            "; capturing at functions is not built yet"
+        } else {
+            "; none can be hooked here"
+        }
+    );
+    for (n, i) in &funcs {
+        let _ = writeln!(out, "{n}\tskb=arg{i}");
+    }
+    Ok(out)
+}
+
+/// A tracepoint's category from tracefs, when it is mounted.
+fn tracepoint_category(tp: &str) -> Option<String> {
+    for base in [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ] {
+        if let Ok(dirs) = std::fs::read_dir(base) {
+            for d in dirs.flatten() {
+                if d.path().join(tp).is_dir() {
+                    return Some(d.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    None
 }
 
 /// BTF does not know a tracepoint's category; tracefs does when it is
