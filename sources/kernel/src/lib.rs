@@ -82,7 +82,13 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
                     "bad hook '{spec}': a tracepoint is written tp:CATEGORY:NAME"
                 )))
             }
-            _ => return Err(refuse_function_hook(&spec, btf)),
+            _ => {
+                let h = function_hook(&spec, btf)?;
+                if !hooks.iter().any(|x| x.name == h.name) {
+                    hooks.push(h);
+                }
+                continue;
+            }
         };
         let Some(args) = btf.tracepoint(tp) else {
             return Err(Error::input(format!(
@@ -123,9 +129,32 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
     Ok(hooks)
 }
 
-/// A function hook (`ip_rcv`, `fentry:ip_rcv`, `kprobe:tcp_*`, `ip_rcv@1`):
-/// checked against BTF, then refused with what this kernel allows, found by
-/// trying. Capturing at functions is not built yet.
+/// A function hook: fentry where the kernel allows it (found by trying),
+/// for one named function; anything else is refused by `refuse_function_hook`.
+fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
+    let (backend, func) = match spec.split_once(':') {
+        Some(("fentry", f)) => (Some("fentry"), f),
+        Some(_) => return Err(refuse_function_hook(spec, btf)),
+        None => (None, spec),
+    };
+    let simple = !func.contains(['*', '?', '@']);
+    if let (true, Some(Some(arg))) = (simple, btf.function(func)) {
+        if arg <= 5 && backends::probe(func).fentry.is_ok() {
+            let _ = backend;
+            return Ok(Hook {
+                name: Arc::from(format!("fentry:{func}")),
+                tp: func.to_string(),
+                prog: format!("xcap_fentry_arg{arg}"),
+                dir: direction_of(func),
+            });
+        }
+    }
+    Err(refuse_function_hook(spec, btf))
+}
+
+/// A function hook (`ip_rcv`, `fentry:ip_rcv`, `kprobe:tcp_*`, `ip_rcv@1`)
+/// that cannot be served: checked against BTF, then refused with what this
+/// kernel allows, found by trying. Only fentry on named functions is built.
 fn refuse_function_hook(spec: &str, btf: &KernelBtf) -> Error {
     let (backend, rest) = match spec.split_once(':') {
         Some((b @ ("fentry" | "fexit" | "kprobe" | "kretprobe"), r)) => (Some(b), r),
@@ -170,7 +199,7 @@ fn refuse_function_hook(spec: &str, btf: &KernelBtf) -> Error {
     let chosen = backend.unwrap_or("fentry/kprobe");
     if b.any() {
         Error::input(format!(
-            "hook '{spec}': capturing at kernel functions is not built yet ({}); use a tracepoint, see --list-hooks",
+            "hook '{spec}': only fentry on a named function is built so far ({}); use fentry:FUNC or a tracepoint, see --list-hooks",
             b.describe()
         ))
     } else {
@@ -231,8 +260,8 @@ fn list_hooks(pattern: Option<&str>) -> Result<String> {
         "# kernel functions with an skb ({}): {}{}",
         funcs.len(),
         b.describe(),
-        if b.any() {
-            "; capturing at functions is not built yet"
+        if b.fentry.is_ok() {
+            "; hook them with fentry:NAME (kprobe capture is not built yet)"
         } else {
             "; none can be hooked here"
         }

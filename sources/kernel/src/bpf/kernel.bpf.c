@@ -457,3 +457,20 @@ int xcap_kfree_skb(__u64 *ctx)
 {
 	return capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true);
 }
+
+/*
+ * Function hooks (fentry): the skb is argument N of the function. The
+ * attach target is set at load time; the default only makes the ELF valid.
+ */
+#define FENTRY_ARG(n)                                                            \
+	SEC("fentry/netif_receive_skb")                                          \
+	int xcap_fentry_arg##n(__u64 *ctx)                                       \
+	{                                                                        \
+		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false);    \
+	}
+FENTRY_ARG(0)
+FENTRY_ARG(1)
+FENTRY_ARG(2)
+FENTRY_ARG(3)
+FENTRY_ARG(4)
+FENTRY_ARG(5)

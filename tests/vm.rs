@@ -1,0 +1,130 @@
+//! Function hooks in a VM running Debian's stock kernel, where fentry loads
+//! (this machine's kernel refuses it). Needs root, qemu, virtme-ng (vng) and
+//! linux-image-amd64: scripts/setup installs them. The VM shares the host's
+//! filesystem, so it runs the xcap just built; tests/vm/fentry.sh does the
+//! capture inside and this test checks the files it leaves.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+/// The newest Debian kernel image in /boot.
+fn stock_kernel() -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .expect("/boot")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .collect();
+    v.sort();
+    v.pop()
+        .expect("no /boot/vmlinuz-*: install linux-image-amd64 (scripts/setup does)")
+}
+
+/// Packets of one pcapng interface (by name): (packet id, bytes) in order.
+fn by_iface(path: &std::path::Path) -> BTreeMap<String, Vec<(u64, Vec<u8>)>> {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let mut r = PcapNgReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut names = Vec::new();
+    let mut m: BTreeMap<String, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            Block::InterfaceDescription(i) => {
+                let name = i
+                    .options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                names.push(name);
+            }
+            Block::EnhancedPacket(p) => {
+                let id = p
+                    .options
+                    .iter()
+                    .find_map(|o| match o {
+                        EnhancedPacketOption::Unknown(u) if u.code == 5 => {
+                            Some(u64::from_le_bytes(u.value[..8].try_into().unwrap()))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                m.entry(names[p.interface_id as usize].clone())
+                    .or_default()
+                    .push((id, p.data.into_owned()));
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+#[test]
+fn fentry_hooks_in_stock_kernel_match_tcpdump() {
+    require_root();
+    let kernel = stock_kernel();
+    let dir = tmpdir("vm");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vm/fentry.sh");
+    let out = Command::new("timeout")
+        .arg("600")
+        .arg("vng")
+        .arg("--run")
+        .arg(&kernel)
+        .args(["--disable-kvm", "--memory", "2G", "--cpus", "2", "--rwdir"])
+        .arg(&dir)
+        .arg("--exec")
+        .arg(format!("{} {XCAP} {}", script.display(), dir.display()))
+        .output()
+        .expect("vng (virtme-ng) must be installed: pip install virtme-ng");
+    let err = std::fs::read_to_string(dir.join("x.err")).unwrap_or_default();
+    assert!(
+        dir.join("done").exists(),
+        "the VM run did not finish: {}\n{}\nxcap: {err}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        err.contains("xcap exit 0") || err.contains("packets captured"),
+        "{err}"
+    );
+    let td = read_packets(&dir.join("t.pcap"));
+    assert!(td.len() >= 8, "tcpdump saw the connection: {}", td.len());
+    let want: BTreeMap<Vec<u8>, usize> = td.iter().fold(BTreeMap::new(), |mut m, p| {
+        *m.entry(p.1.clone()).or_insert(0) += 1;
+        m
+    });
+    let got = by_iface(&dir.join("x.pcapng"));
+    let hooks = ["ip_rcv", "ip_local_deliver", "tcp_v4_rcv"];
+    for h in hooks {
+        let name = format!("kernel:{h}:vb");
+        let pkts = got
+            .get(&name)
+            .unwrap_or_else(|| panic!("no {name}: {:?}", got.keys()));
+        let bag = pkts.iter().fold(BTreeMap::new(), |mut m, p| {
+            *m.entry(p.1.clone()).or_insert(0) += 1;
+            m
+        });
+        assert_eq!(bag, want, "{h}: same packets and bytes as tcpdump");
+    }
+    // One packet followed across the three hooks: the k-th packet has the
+    // same id at each.
+    let ids: Vec<Vec<u64>> = hooks
+        .iter()
+        .map(|h| got[&format!("kernel:{h}:vb")].iter().map(|p| p.0).collect())
+        .collect();
+    assert!(ids[0].iter().all(|i| *i != 0));
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[0], ids[2]);
+}

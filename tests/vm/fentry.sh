@@ -1,0 +1,43 @@
+#!/bin/bash
+# Runs inside the VM (Debian's stock kernel, where fentry loads): TCP from
+# namespace a to b over a veth pair, captured in b by tcpdump (inbound) and
+# by xcap at fentry:ip_rcv, fentry:ip_local_deliver and fentry:tcp_v4_rcv.
+# Usage: fentry.sh XCAP OUTDIR
+set -u
+X=$1
+O=$2
+ip netns add a && ip netns add b
+for ns in a b; do ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
+ip link add va netns a type veth peer name vb netns b
+ip -n a addr add 10.0.0.1/24 dev va && ip -n a link set va up
+ip -n b addr add 10.0.0.2/24 dev vb && ip -n b link set vb up
+ip netns exec b python3 -c "
+import socket
+s = socket.socket(); s.bind(('10.0.0.2', 5001)); s.listen(1)
+c, _ = s.accept()
+while c.recv(65536): pass
+" &
+S=$!
+ip netns exec b tcpdump -U -n -Q in -i vb -w "$O/t.pcap" tcp 2>"$O/t.err" &
+T=$!
+"$X" --netns b --hook fentry:ip_rcv --hook fentry:ip_local_deliver \
+    --hook fentry:tcp_v4_rcv -w "$O/x.pcapng" tcp 2>"$O/x.err" &
+P=$!
+# Wait until both are attached (the VM runs without KVM: slow).
+for i in $(seq 1 240); do
+    grep -q capturing "$O/x.err" && grep -q listening "$O/t.err" && break
+    sleep 0.5
+done
+ip netns exec a python3 -c "
+import socket, time
+s = socket.create_connection(('10.0.0.2', 5001))
+for i in range(5):
+    s.sendall(bytes([65 + i]) * (100 * (i + 1))); time.sleep(0.1)
+s.close()
+"
+sleep 1
+kill -INT $P $T
+wait $P $T
+kill $S 2>/dev/null
+echo "xcap exit $?" >> "$O/x.err"
+echo ok > "$O/done"
