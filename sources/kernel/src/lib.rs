@@ -132,15 +132,16 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
 /// A function hook: fentry where the kernel allows it (found by trying),
 /// for one named function; anything else is refused by `refuse_function_hook`.
 fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
-    let (backend, func) = match spec.split_once(':') {
-        Some(("fentry", f)) => (Some("fentry"), f),
+    // `NAME` picks the backend (fentry is the only one built); an explicit
+    // other backend is refused with what the kernel allows.
+    let func = match spec.split_once(':') {
+        Some(("fentry", f)) => f,
         Some(_) => return Err(refuse_function_hook(spec, btf)),
-        None => (None, spec),
+        None => spec,
     };
     let simple = !func.contains(['*', '?', '@']);
     if let (true, Some(Some(arg))) = (simple, btf.function(func)) {
         if arg <= 5 && backends::probe(func).fentry.is_ok() {
-            let _ = backend;
             return Ok(Hook {
                 name: Arc::from(format!("fentry:{func}")),
                 tp: func.to_string(),
