@@ -129,28 +129,45 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
     Ok(hooks)
 }
 
-/// A function hook: fentry where the kernel allows it (found by trying),
-/// for one named function; anything else is refused by `refuse_function_hook`.
+/// A function hook on a named function: `fentry:NAME`, `kprobe:NAME`, or
+/// `NAME` (fentry where the kernel allows it, else kprobe; found by trying).
+/// Anything else (fexit, kretprobe, wildcards, `@N`) is refused by
+/// `refuse_function_hook` with what the kernel allows.
 fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
-    // `NAME` picks the backend (fentry is the only one built); an explicit
-    // other backend is refused with what the kernel allows.
-    let func = match spec.split_once(':') {
-        Some(("fentry", f)) => f,
+    let (want, func) = match spec.split_once(':') {
+        Some((b @ ("fentry" | "kprobe"), f)) => (Some(b), f),
         Some(_) => return Err(refuse_function_hook(spec, btf)),
-        None => spec,
+        None => (None, spec),
     };
     let simple = !func.contains(['*', '?', '@']);
-    if let (true, Some(Some(arg))) = (simple, btf.function(func)) {
-        if arg <= 5 && backends::probe(func).fentry.is_ok() {
-            return Ok(Hook {
-                name: Arc::from(format!("fentry:{func}")),
-                tp: func.to_string(),
-                prog: format!("xcap_fentry_arg{arg}"),
-                dir: direction_of(func),
-            });
-        }
+    let Some(Some(arg)) = simple.then(|| btf.function(func)).flatten() else {
+        return Err(refuse_function_hook(spec, btf));
+    };
+    if arg > 4 {
+        return Err(Error::input(format!(
+            "hook '{spec}': the skb is argument {arg}; xcap handles positions 0 to 4"
+        )));
     }
-    Err(refuse_function_hook(spec, btf))
+    let b = backends::probe(func);
+    let backend = match want {
+        Some("fentry") if b.fentry.is_ok() => "fentry",
+        Some("kprobe") if b.kprobe.is_ok() => "kprobe",
+        None if b.fentry.is_ok() => "fentry",
+        None if b.kprobe.is_ok() => "kprobe",
+        _ => return Err(refuse_function_hook(spec, btf)),
+    };
+    if want.is_none() && backend == "kprobe" {
+        eprintln!(
+            "xcap: {func}: fentry refused here, using kprobe ({})",
+            b.describe()
+        );
+    }
+    Ok(Hook {
+        name: Arc::from(format!("{backend}:{func}")),
+        tp: func.to_string(),
+        prog: format!("xcap_{backend}_arg{arg}"),
+        dir: direction_of(func),
+    })
 }
 
 /// A function hook (`ip_rcv`, `fentry:ip_rcv`, `kprobe:tcp_*`, `ip_rcv@1`)
@@ -200,7 +217,7 @@ fn refuse_function_hook(spec: &str, btf: &KernelBtf) -> Error {
     let chosen = backend.unwrap_or("fentry/kprobe");
     if b.any() {
         Error::input(format!(
-            "hook '{spec}': only fentry on a named function is built so far ({}); use fentry:FUNC or a tracepoint, see --list-hooks",
+            "hook '{spec}': only fentry and kprobe on a named function are built so far ({}); see --list-hooks",
             b.describe()
         ))
     } else {
@@ -261,8 +278,8 @@ fn list_hooks(pattern: Option<&str>) -> Result<String> {
         "# kernel functions with an skb ({}): {}{}",
         funcs.len(),
         b.describe(),
-        if b.fentry.is_ok() {
-            "; hook them with fentry:NAME (kprobe capture is not built yet)"
+        if b.any() {
+            "; hook them by NAME (fentry, else kprobe)"
         } else {
             "; none can be hooked here"
         }
@@ -440,7 +457,12 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             .progs_mut()
             .find(|p| p.name() == hook.prog.as_str())
             .ok_or_else(|| Error::runtime(format!("program {} missing", hook.prog)))?;
-        l.link = Some(prog.attach().map_err(|e| load_error(hook, "attach", e))?);
+        let link = if hook.prog.starts_with("xcap_kprobe") {
+            prog.attach_kprobe(false, &hook.tp)
+        } else {
+            prog.attach()
+        };
+        l.link = Some(link.map_err(|e| load_error(hook, "attach", e))?);
     }
     Ok(Box::new(KernelSource {
         reasons: if cfg.drops {
@@ -481,8 +503,10 @@ fn load_hook(
                     4
                 });
             }
-            p.set_attach_target(0, Some(hook.tp.clone()))
-                .map_err(|e| load_error(hook, "target", e))?;
+            if !hook.prog.starts_with("xcap_kprobe") {
+                p.set_attach_target(0, Some(hook.tp.clone()))
+                    .map_err(|e| load_error(hook, "target", e))?;
+            }
             if let Some(block) = filter {
                 splice_filter(&mut p, block)?;
             }

@@ -278,22 +278,30 @@ static __always_inline __u32 copy_rest(struct sk_buff *skb, unsigned char *head,
 	return c.off;
 }
 
+/*
+ * A field of the skb: a direct load when skb is a BTF pointer (tp_btf and
+ * fentry arguments are typed), which costs a fraction of a
+ * bpf_probe_read_kernel() call; the helper when it is a plain address
+ * (kprobe arguments). `btf` is a constant: the other branch is dropped.
+ */
+#define SKB(skb, f, btf) ((btf) ? (skb)->f : BPF_CORE_READ((skb), f))
+
 static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
-				   bool drop)
+				   bool drop, const bool btf)
 {
-	/*
-	 * skb is a BTF pointer (tp_btf arguments are typed): its fields are read
-	 * with direct loads, which cost a fraction of bpf_probe_read_kernel()
-	 * calls. Only addresses computed by hand need the helper.
-	 */
 	__u32 cpu = bpf_get_smp_processor_id();
-	struct net_device *dev = skb->dev;
+	struct net_device *dev = SKB(skb, dev, btf);
 	__u32 ifindex = 0, netns = 0;
 	__u16 type = 0;
 	__u64 ifname = 0; /* address of the device name */
 	struct scratch *s;
 
-	if (dev) {
+	if (dev && !btf) {
+		ifindex = BPF_CORE_READ(dev, ifindex);
+		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		type = BPF_CORE_READ(dev, type);
+		ifname = (__u64)dev + bpf_core_field_offset(struct net_device, name);
+	} else if (dev) {
 		struct net *net = dev->nd_net.net; /* __rcu: must be checked */
 
 		barrier_var(net);
@@ -307,7 +315,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 		 * (an OUTPUT-chain drop, say): use the route's device, where the
 		 * packet was going; failing that, the socket's namespace.
 		 */
-		struct dst_entry *dst = (void *)(skb->_skb_refdst & ~1UL);
+		struct dst_entry *dst = (void *)(SKB(skb, _skb_refdst, btf) & ~1UL);
 		struct net_device *d = dst ? BPF_CORE_READ(dst, dev) : NULL;
 
 		if (d) {
@@ -315,6 +323,11 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 			netns = BPF_CORE_READ(d, nd_net.net, ns.inum);
 			type = BPF_CORE_READ(d, type);
 			ifname = (__u64)d + bpf_core_field_offset(struct net_device, name);
+		} else if (!btf) {
+			struct sock *sk = BPF_CORE_READ(skb, sk);
+
+			if (sk)
+				netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 		} else {
 			struct sock *sk = skb->sk;
 
@@ -338,12 +351,12 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 
 	__u32 hdr_off = cfg.stack ? 0 : STACK_BYTES;
 	struct xcap_event *ev = (void *)&s->hdr[hdr_off & STACK_BYTES];
-	unsigned char *head = skb->head;
-	unsigned char *data = skb->data;
-	__u16 mac = skb->mac_header;
-	__u16 nh = skb->network_header;
-	__u32 len = skb->len;
-	__u32 data_len = skb->data_len;
+	unsigned char *head = SKB(skb, head, btf);
+	unsigned char *data = SKB(skb, data, btf);
+	__u16 mac = SKB(skb, mac_header, btf);
+	__u16 nh = SKB(skb, network_header, btf);
+	__u32 len = SKB(skb, len, btf);
+	__u32 data_len = SKB(skb, data_len, btf);
 	unsigned char *start;
 
 	/*
@@ -408,7 +421,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	ev->tid = (__u32)id;
 	ev->cpu = cpu;
 	ev->drop_reason = reason;
-	ev->protocol = skb->protocol;
+	ev->protocol = SKB(skb, protocol, btf);
 	ev->dir = cfg.dir;
 	ev->flags = drop ? XCAP_F_DROP : 0;
 	ev->pad = 0;
@@ -442,7 +455,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	SEC("tp_btf/netif_receive_skb")                                          \
 	int xcap_tp_arg##n(__u64 *ctx)                                           \
 	{                                                                        \
-		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false);    \
+		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true); \
 	}
 TP_ARG(0)
 TP_ARG(1)
@@ -455,7 +468,7 @@ TP_ARG(5)
 SEC("tp_btf/kfree_skb")
 int xcap_kfree_skb(__u64 *ctx)
 {
-	return capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true);
+	return capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true, true);
 }
 
 /*
@@ -466,7 +479,7 @@ int xcap_kfree_skb(__u64 *ctx)
 	SEC("fentry/netif_receive_skb")                                          \
 	int xcap_fentry_arg##n(__u64 *ctx)                                       \
 	{                                                                        \
-		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false);    \
+		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true); \
 	}
 FENTRY_ARG(0)
 FENTRY_ARG(1)
@@ -474,3 +487,16 @@ FENTRY_ARG(2)
 FENTRY_ARG(3)
 FENTRY_ARG(4)
 FENTRY_ARG(5)
+
+/* Function hooks (kprobe), where fentry is refused: the skb is register N. */
+#define KPROBE_ARG(n, parm)                                                      \
+	SEC("kprobe/netif_receive_skb")                                          \
+	int xcap_kprobe_arg##n(struct pt_regs *ctx)                              \
+	{                                                                        \
+		return capture(ctx, (struct sk_buff *)parm(ctx), 0, 0, false, false); \
+	}
+KPROBE_ARG(0, PT_REGS_PARM1)
+KPROBE_ARG(1, PT_REGS_PARM2)
+KPROBE_ARG(2, PT_REGS_PARM3)
+KPROBE_ARG(3, PT_REGS_PARM4)
+KPROBE_ARG(4, PT_REGS_PARM5)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs inside the VM (Debian's stock kernel, where fentry loads): TCP from
 # namespace a to b over a veth pair, captured in b by tcpdump (inbound) and
-# by xcap at fentry:ip_rcv, fentry:ip_local_deliver and fentry:tcp_v4_rcv.
+# by xcap at fentry:ip_rcv, fentry:ip_local_deliver, fentry:tcp_v4_rcv and
+# kprobe:ip_protocol_deliver_rcu (the skb in the second argument register).
 # Usage: fentry.sh XCAP OUTDIR
 set -u
 X=$1
@@ -21,7 +22,7 @@ S=$!
 ip netns exec b tcpdump -U -n -Q in -i vb -w "$O/t.pcap" tcp 2>"$O/t.err" &
 T=$!
 "$X" --netns b --hook fentry:ip_rcv --hook fentry:ip_local_deliver \
-    --hook fentry:tcp_v4_rcv -w "$O/x.pcapng" tcp 2>"$O/x.err" &
+    --hook fentry:tcp_v4_rcv --hook kprobe:ip_protocol_deliver_rcu -w "$O/x.pcapng" tcp 2>"$O/x.err" &
 P=$!
 # Wait until both are attached (the VM runs without KVM: slow).
 for i in $(seq 1 240); do
@@ -37,7 +38,8 @@ s.close()
 "
 sleep 1
 kill -INT $P $T
-wait $P $T
-kill $S 2>/dev/null
+wait $P
 echo "xcap exit $?" >> "$O/x.err"
+wait $T
+kill $S 2>/dev/null
 echo ok > "$O/done"
