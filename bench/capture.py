@@ -21,28 +21,19 @@ import sys
 import tempfile
 import time
 
+import veth
+
 A, B = "xbench-a", "xbench-b"
 MODES = ("none", "tcpdump", "xcap", "xcap-pcap")
 IP_A, IP_B = "10.98.0.1", "10.98.0.2"
 
 
-def sh(cmd):
-    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
-
-
 def setup():
-    teardown()
-    sh(f"ip netns add {A} && ip netns add {B}")
-    for ns in (A, B):
-        sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1")
-    sh(f"ip link add va netns {A} type veth peer name vb netns {B}")
-    sh(f"ip -n {A} addr add {IP_A}/24 dev va && ip -n {A} link set va up")
-    sh(f"ip -n {B} addr add {IP_B}/24 dev vb && ip -n {B} link set vb up")
+    veth.setup(A, B, IP_A, IP_B)
 
 
 def teardown():
-    for ns in (A, B):
-        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+    veth.teardown(A, B)
 
 
 def start_capture(cmd, ready):

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+import veth
+
 A, B = "xfilt-a", "xfilt-b"
 IP_A, IP_B = "10.97.0.1", "10.97.0.2"
 
@@ -35,21 +37,12 @@ CASES = [
 ]
 
 
-def sh(cmd):
-    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
-
-
 def setup():
-    teardown()
-    sh(f"ip netns add {A} && ip netns add {B}")
-    sh(f"ip link add va netns {A} type veth peer name vb netns {B}")
-    sh(f"ip -n {A} addr add {IP_A}/24 dev va && ip -n {A} link set va up")
-    sh(f"ip -n {B} addr add {IP_B}/24 dev vb && ip -n {B} link set vb up")
+    veth.setup(A, B, IP_A, IP_B)
 
 
 def teardown():
-    for ns in (A, B):
-        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+    veth.teardown(A, B)
 
 
 def prog_stats():
@@ -86,7 +79,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
     old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
-    sh("sysctl -qw kernel.bpf_stats_enabled=1")
+    veth.sh("sysctl -qw kernel.bpf_stats_enabled=1")
     setup()
     srv = subprocess.Popen(["ip", "netns", "exec", B, "iperf3", "-s"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -102,7 +95,7 @@ def main():
         srv.terminate()
         srv.wait()
         teardown()
-        sh(f"sysctl -qw kernel.bpf_stats_enabled={old}")
+        veth.sh(f"sysctl -qw kernel.bpf_stats_enabled={old}")
     print(f"64-byte UDP flood, tp:net:netif_receive_skb, {a.seconds} s per run, "
           f"median of {a.runs} interleaved runs\n")
     print("| filter | ns per event (BPF run time / run count) | events per run |")
