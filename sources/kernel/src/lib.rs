@@ -112,7 +112,12 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
                 "hook '{spec}': the skb is argument {skb_arg}; xcap handles positions 0 to 5"
             )));
         };
-        if hooks.iter().any(|h| h.tp == tp) {
+        // The same tracepoint named twice (tp:NAME and tp:CAT:NAME, or by
+        // --drops) is attached once; a function of the same name is not it.
+        if hooks
+            .iter()
+            .any(|h| h.tp == tp && h.name.starts_with("tp:"))
+        {
             continue;
         }
         hooks.push(Hook {
