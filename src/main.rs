@@ -257,7 +257,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         count: cli.count,
         filter,
     };
-    let report = xcap_core::run_bus(sources.into_iter().collect(), sinks, &opts, stop)?;
+    let report = xcap_core::run_bus(sources, sinks, &opts, stop)?;
 
     let dropped: u64 = report.sources.iter().map(|s| s.dropped).sum();
     eprintln!("{} packets captured", report.written);

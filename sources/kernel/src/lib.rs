@@ -28,8 +28,6 @@ use crate::btf::KernelBtf;
 use crate::config::XcapConfig;
 use crate::ksyms::Ksyms;
 
-pub use crate::btf::TracepointArgs;
-
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernel.bpf.o"));
 
 /// Hooks used when the user names none: where tcpdump sees packets.
@@ -141,12 +139,12 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
 fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
     let (want, func) = match spec.split_once(':') {
         Some((b @ ("fentry" | "kprobe"), f)) => (Some(b), f),
-        Some(_) => return Err(refuse_function_hook(spec, btf)),
+        Some(_) => return Err(refuse_function_hook(spec, btf, None)),
         None => (None, spec),
     };
     let simple = !func.contains(['*', '?', '@']);
     let Some(Some(arg)) = simple.then(|| btf.function(func)).flatten() else {
-        return Err(refuse_function_hook(spec, btf));
+        return Err(refuse_function_hook(spec, btf, None));
     };
     if arg > 4 {
         return Err(Error::input(format!(
@@ -159,7 +157,7 @@ fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
         Some("kprobe") if b.kprobe.is_ok() => "kprobe",
         None if b.fentry.is_ok() => "fentry",
         None if b.kprobe.is_ok() => "kprobe",
-        _ => return Err(refuse_function_hook(spec, btf)),
+        _ => return Err(refuse_function_hook(spec, btf, Some(b))),
     };
     if want.is_none() && backend == "kprobe" {
         eprintln!(
@@ -177,8 +175,8 @@ fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
 
 /// A function hook (`ip_rcv`, `fentry:ip_rcv`, `kprobe:tcp_*`, `ip_rcv@1`)
 /// that cannot be served: checked against BTF, then refused with what this
-/// kernel allows, found by trying. Only fentry on named functions is built.
-fn refuse_function_hook(spec: &str, btf: &KernelBtf) -> Error {
+/// kernel allows, found by trying (`probed` when the caller already tried).
+fn refuse_function_hook(spec: &str, btf: &KernelBtf, probed: Option<backends::Backends>) -> Error {
     let (backend, rest) = match spec.split_once(':') {
         Some((b @ ("fentry" | "fexit" | "kprobe" | "kretprobe"), r)) => (Some(b), r),
         Some(_) => {
@@ -218,9 +216,19 @@ fn refuse_function_hook(spec: &str, btf: &KernelBtf) -> Error {
             Some(_) => func.to_string(),
         }
     };
-    let b = backends::probe(&probe_on);
+    let b = probed.unwrap_or_else(|| backends::probe(&probe_on));
     let chosen = backend.unwrap_or("fentry/kprobe");
-    if b.any() {
+    // Something works, but not what was asked: fexit, kretprobe, wildcards
+    // and NAME@N are not built yet. (An fentry or kprobe request the kernel
+    // refused falls through to "unavailable".)
+    let asked_built =
+        matches!(backend, None | Some("fentry" | "kprobe")) && !rest.contains(['*', '?', '@']);
+    let asked_works = match backend {
+        Some("fentry") => b.fentry.is_ok(),
+        Some("kprobe") => b.kprobe.is_ok(),
+        _ => b.any(),
+    };
+    if asked_works && !asked_built {
         Error::input(format!(
             "hook '{spec}': only fentry and kprobe on a named function are built so far ({}); see --list-hooks",
             b.describe()
@@ -814,9 +822,4 @@ impl Source for KernelSource {
             hooks,
         })
     }
-}
-
-/// Tracepoints of this kernel that carry an skb: (name, argument position).
-pub fn skb_tracepoints() -> Result<Vec<(String, usize)>> {
-    Ok(KernelBtf::load()?.skb_tracepoints())
 }
