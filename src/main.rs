@@ -12,6 +12,7 @@ use xcap_core::{BusOptions, Error, Filter};
 
 // Built-in sources and sinks register themselves; linking them is enough.
 use xcap_sinks as _;
+use xcap_source_dpdk as _;
 use xcap_source_kernel as _;
 
 /// eBPF packet capture: where the packet really goes.
@@ -79,6 +80,25 @@ struct Cli {
     /// matching PATTERN, * and ? as in the shell), and exit.
     #[arg(long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "*")]
     list_hooks: Option<String>,
+    /// DPDK source: the application's pid, or the path of its executable
+    /// to wait for.
+    #[arg(long, value_name = "PID|PATH")]
+    dpdk_pid: Option<String>,
+    /// DPDK source: probe this function instead of the ports' burst
+    /// functions: FUNC@ARG, FUNC@ARR@CNT or FUNC@ARR@ret, FUNC may be
+    /// LIB:OFFSET (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    dpdk_hook: Vec<String>,
+    /// DPDK source: rte_mbuf field offsets, e.g. next=64,pkt_len=36.
+    #[arg(long, value_name = "FIELD=OFF,...")]
+    dpdk_mbuf: Option<String>,
+    /// DPDK source: run the probes in a helper process.
+    #[arg(long)]
+    dpdk_helper: bool,
+    /// DPDK source: run the helper's probes in userspace with the bpftime
+    /// installed in DIR (implies --dpdk-helper).
+    #[arg(long, value_name = "DIR")]
+    bpftime: Option<PathBuf>,
     /// Print the filter as classic BPF and as the eBPF xcap runs, and exit.
     #[arg(short = 'd')]
     dump: bool,
@@ -88,6 +108,18 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // A source's helper process: the same binary, started by the source.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--xcap-helper") {
+        let name = args.get(2).cloned().unwrap_or_default();
+        return match registry::helper(&name) {
+            Some(h) => ExitCode::from((h.main)(args[3..].to_vec()) as u8),
+            None => {
+                eprintln!("xcap: no helper '{name}'");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -193,6 +225,13 @@ fn run(cli: Cli) -> Result<(), Error> {
         read_file: cli.read.clone(),
         buffer_kib: cli.buffer,
         filter: filter.clone(),
+        dpdk: registry::DpdkOptions {
+            target: cli.dpdk_pid.clone(),
+            hooks: cli.dpdk_hook.clone(),
+            mbuf: cli.dpdk_mbuf.clone(),
+            helper: cli.dpdk_helper,
+            bpftime: cli.bpftime.clone(),
+        },
     };
     let mut source_names: Vec<String> = Vec::new();
     if cli.read.is_some() {

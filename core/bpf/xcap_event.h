@@ -17,6 +17,7 @@
 /* Largest snap length a BPF program copies (tcpdump's default). */
 #define XCAP_MAX_SNAPLEN 262144
 #define XCAP_MAX_IFACES 16
+#define XCAP_NO_QUEUE 0xffffffffU
 
 enum xcap_link {
 	XCAP_LINK_ETHERNET = 0, /* starts at the MAC header */
@@ -36,12 +37,12 @@ enum xcap_flags {
 
 struct xcap_event {
 	__u64 ts_ns;      /* CLOCK_MONOTONIC, bpf_ktime_get_ns() */
-	__u64 skb;        /* skb address: the packet id until tracking lands */
+	__u64 skb;        /* packet id: skb address (kernel), mbuf address (DPDK) */
 	__u64 location;   /* drop location (kernel text address) */
 	__u32 hook;       /* index into the source's hook table */
 	__u32 cap_len;    /* bytes of packet data that follow */
 	__u32 orig_len;   /* packet length from the first captured byte */
-	__u32 ifindex;
+	__u32 ifindex;    /* kernel ifindex; DPDK port id */
 	__u32 netns;      /* inode of the device's network namespace */
 	__u32 pid;        /* tgid of the current task */
 	__u32 tid;
@@ -52,7 +53,7 @@ struct xcap_event {
 	__u8 dir;         /* enum xcap_dir */
 	__u16 nr_stack;   /* valid entries of the stack area */
 	__u16 flags;      /* enum xcap_flags */
-	__u32 pad;
+	__u32 queue;      /* rx/tx queue, XCAP_NO_QUEUE when unknown */
 	char comm[XCAP_COMM_LEN];
 	char ifname[XCAP_IFNAME_LEN];
 };

@@ -8,6 +8,7 @@ pub const IFNAME_LEN: usize = 16;
 pub const MAX_STACK: usize = 32;
 pub const MAX_SNAPLEN: u32 = 262_144;
 pub const MAX_IFACES: usize = 16;
+pub const NO_QUEUE: u32 = u32::MAX;
 
 pub const LINK_ETHERNET: u8 = 0;
 pub const LINK_RAW: u8 = 1;
@@ -42,7 +43,7 @@ pub struct XcapEvent {
     pub dir: u8,
     pub nr_stack: u16,
     pub flags: u16,
-    pub pad: u32,
+    pub queue: u32,
     pub comm: [u8; COMM_LEN],
     pub ifname: [u8; IFNAME_LEN],
 }
@@ -63,6 +64,9 @@ impl XcapEvent {
         } else {
             LinkType::Ethernet
         }
+    }
+    pub fn queue(&self) -> Option<u32> {
+        (self.queue != NO_QUEUE).then_some(self.queue)
     }
     pub fn direction(&self) -> Direction {
         match self.dir {
@@ -136,7 +140,7 @@ mod tests {
                 "dir",
                 "nr_stack",
                 "flags",
-                "pad",
+                "queue",
                 "comm",
                 "ifname",
             ],
@@ -160,7 +164,7 @@ mod tests {
             offset_of!(XcapEvent, dir),
             offset_of!(XcapEvent, nr_stack),
             offset_of!(XcapEvent, flags),
-            offset_of!(XcapEvent, pad),
+            offset_of!(XcapEvent, queue),
             offset_of!(XcapEvent, comm),
             offset_of!(XcapEvent, ifname),
         ];
@@ -180,6 +184,7 @@ mod tests {
                 "XCAP_MAX_STACK",
                 "XCAP_MAX_SNAPLEN",
                 "XCAP_MAX_IFACES",
+                "XCAP_NO_QUEUE",
                 "XCAP_LINK_RAW",
                 "XCAP_DIR_IN",
                 "XCAP_DIR_OUT",
@@ -204,6 +209,7 @@ mod tests {
             MAX_STACK as i64,
             MAX_SNAPLEN as i64,
             MAX_IFACES as i64,
+            NO_QUEUE as i64,
             LINK_RAW as i64,
             DIR_IN as i64,
             DIR_OUT as i64,

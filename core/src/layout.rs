@@ -13,6 +13,7 @@ fn print_numbers(
     headers: &[&str],
     tag: &str,
     body: &str,
+    cflags: &[&str],
 ) -> Result<Vec<i64>, String> {
     let dir = std::env::temp_dir().join(format!("xcap-c-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -29,6 +30,7 @@ fn print_numbers(
         cc.arg("-I").arg(d);
     }
     let out = cc
+        .args(cflags)
         .arg(&src)
         .arg("-o")
         .arg(&exe)
@@ -61,7 +63,7 @@ pub fn c_layout(
     for f in fields {
         body.push_str(&print_stmt(&format!("offsetof(struct {name}, {f})")));
     }
-    let n = print_numbers(include_dirs, headers, name, &body)?;
+    let n = print_numbers(include_dirs, headers, name, &body, &[])?;
     Ok((n[0] as usize, n[1..].iter().map(|v| *v as usize).collect()))
 }
 
@@ -73,5 +75,17 @@ pub fn c_consts(
     names: &[&str],
 ) -> Result<Vec<i64>, String> {
     let body: String = names.iter().map(|n| print_stmt(n)).collect();
-    print_numbers(include_dirs, headers, "consts", &body)
+    print_numbers(include_dirs, headers, "consts", &body, &[])
+}
+
+/// Run `body` (statements printing one integer per line) compiled with
+/// `cflags` after `headers`; for checks against third-party headers.
+pub fn c_program(
+    include_dirs: &[&Path],
+    headers: &[&str],
+    tag: &str,
+    body: &str,
+    cflags: &[&str],
+) -> Result<Vec<i64>, String> {
+    print_numbers(include_dirs, headers, tag, body, cflags)
 }

@@ -33,6 +33,23 @@ pub struct CaptureConfig {
     /// The filter expression, compiled. Sources that run BPF splice it into
     /// their programs; for the others the bus runs it in userspace.
     pub filter: Option<Arc<crate::Filter>>,
+    /// Options of the DPDK source.
+    pub dpdk: DpdkOptions,
+}
+
+/// `--dpdk-*`: which application the DPDK source probes, and how.
+#[derive(Clone, Debug, Default)]
+pub struct DpdkOptions {
+    /// `--dpdk-pid`: a pid, or the path of an executable to wait for.
+    pub target: Option<String>,
+    /// `--dpdk-hook`: burst functions named by hand.
+    pub hooks: Vec<String>,
+    /// `--dpdk-mbuf`: rte_mbuf field offsets overriding the known layout.
+    pub mbuf: Option<String>,
+    /// `--dpdk-helper`: run the probes in a helper process.
+    pub helper: bool,
+    /// `--bpftime DIR`: run the helper's probes in userspace under bpftime.
+    pub bpftime: Option<PathBuf>,
 }
 
 /// A batch of packets from one source, in the source's order, with the
@@ -156,6 +173,21 @@ pub struct SinkFactory {
     pub open: fn(&SinkConfig) -> Result<Box<dyn Sink>>,
 }
 inventory::collect!(SinkFactory);
+
+/// A helper process a source runs: the xcap binary started again as
+/// `xcap --xcap-helper NAME ARGS...` enters `main` instead of the CLI.
+pub struct HelperFactory {
+    pub name: &'static str,
+    /// Runs the helper; returns the process exit code.
+    pub main: fn(args: Vec<String>) -> i32,
+}
+inventory::collect!(HelperFactory);
+
+pub fn helper(name: &str) -> Option<&'static HelperFactory> {
+    inventory::iter::<HelperFactory>
+        .into_iter()
+        .find(|h| h.name == name)
+}
 
 pub fn sources() -> impl Iterator<Item = &'static SourceFactory> {
     inventory::iter::<SourceFactory>.into_iter()

@@ -14,10 +14,11 @@ mod ksyms;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::AsFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, Object, ObjectBuilder, RingBufferBuilder};
+use xcap_bpf_common::{ring_size, splice_filter, Interned};
 use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, MAX_IFACES, MAX_SNAPLEN};
 use xcap_core::filter::ebpf::{self, Insn};
 use xcap_core::{
@@ -350,40 +351,8 @@ fn direction_of(tp: &str) -> u8 {
 }
 
 /// libbpf's messages, kept for error reports instead of printed as noise.
-static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn libbpf_log(level: PrintLevel, msg: String) {
-    if std::env::var_os("XCAP_DEBUG").is_some() {
-        eprint!("libbpf: {msg}");
-    }
-    if level != PrintLevel::Debug {
-        if let Ok(mut log) = LIBBPF_LOG.lock() {
-            if log.len() > 200 {
-                log.remove(0);
-            }
-            log.push(msg.trim_end().to_string());
-        }
-    }
-}
-
 fn load_error(hook: &Hook, what: &str, e: libbpf_rs::Error) -> Error {
-    let detail = LIBBPF_LOG
-        .lock()
-        .ok()
-        .and_then(|l| l.iter().rev().find(|m| !m.is_empty()).cloned())
-        .unwrap_or_default();
-    let hint = if matches!(e.kind(), libbpf_rs::ErrorKind::PermissionDenied) {
-        " (xcap needs root, or CAP_BPF and CAP_PERFMON)"
-    } else {
-        ""
-    };
-    let mut msg = format!("cannot {what} hook {}: {e}{hint}", hook.name);
-    if !detail.is_empty() && std::env::var_os("XCAP_DEBUG").is_none() {
-        msg.push_str(&format!(
-            " [libbpf: {detail}]; XCAP_DEBUG=1 shows the full log"
-        ));
-    }
-    Error::runtime(msg)
+    xcap_bpf_common::libbpf_error(&format!("{what} hook {}", hook.name), e)
 }
 
 /// One loaded hook: the object and its attachment.
@@ -441,7 +410,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         Some(f) => Some(f.ebpf_block(ebpf::BLOCK_INSNS)?),
         None => None,
     };
-    libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_log)));
+    xcap_bpf_common::capture_libbpf_log();
     let mut loaded: Vec<Loaded> = Vec::with_capacity(hooks.len());
     for (i, hook) in hooks.iter().enumerate() {
         let mut c = XcapConfig {
@@ -489,11 +458,6 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
     }))
 }
 
-/// Ring buffer size: a power of two pages, at least 64 KiB.
-fn ring_size(kib: u32) -> u32 {
-    (kib.clamp(64, 1 << 21) * 1024).next_power_of_two()
-}
-
 fn load_hook(
     hook: &Hook,
     cfg: &XcapConfig,
@@ -508,7 +472,7 @@ fn load_hook(
     for mut p in open.progs_mut() {
         if p.name() == hook.prog.as_str() {
             p.set_autoload(true);
-            if std::env::var_os("XCAP_DEBUG").is_some() {
+            if xcap_bpf_common::debug() {
                 // Verifier statistics (insns processed, states) in the libbpf log.
                 p.set_log_level(if std::env::var_os("XCAP_DEBUG_VERIFIER").is_some() {
                     1
@@ -557,77 +521,6 @@ fn load_hook(
     open.load().map_err(|e| load_error(hook, "load", e))
 }
 
-/// Strings shared by many packets, by their raw key; the last one is
-/// checked first since consecutive packets mostly repeat it.
-struct Interned<K> {
-    last: Option<(K, Arc<str>)>,
-    map: HashMap<K, Arc<str>>,
-}
-
-impl<K> Default for Interned<K> {
-    fn default() -> Self {
-        Interned {
-            last: None,
-            map: HashMap::new(),
-        }
-    }
-}
-
-fn intern<K: Eq + std::hash::Hash + Copy>(
-    t: &mut Interned<K>,
-    key: K,
-    text: impl FnOnce(&K) -> &str,
-) -> Arc<str> {
-    if let Some((k, v)) = &t.last {
-        if *k == key {
-            return v.clone();
-        }
-    }
-    let v = t
-        .map
-        .entry(key)
-        .or_insert_with(|| Arc::from(text(&key)))
-        .clone();
-    t.last = Some((key, v.clone()));
-    v
-}
-
-/// Put the translated filter in place of the program's placeholder blocks
-/// (same length: nothing else in the program moves).
-fn splice_filter(p: &mut libbpf_rs::OpenProgramMut<'_>, block: &[Insn]) -> Result<()> {
-    use libbpf_rs::AsRawLibbpf;
-    let mut insns: Vec<Insn> = p
-        .insns()
-        .iter()
-        .map(|i| {
-            // SAFETY: struct bpf_insn is 8 bytes of plain data, as is Insn.
-            let bytes: [u8; 8] = unsafe { std::mem::transmute_copy(i) };
-            Insn::from_bytes(&bytes)
-        })
-        .collect();
-    match ebpf::splice(&mut insns, block) {
-        Ok(n) if n > 0 => {}
-        Ok(_) => return Err(Error::runtime("BPF program has no filter placeholder")),
-        Err(e) => return Err(Error::runtime(e)),
-    }
-    let ptr = p.as_libbpf_object().as_ptr();
-    // SAFETY: the object is open, not loaded; libbpf copies the instructions.
-    let r = unsafe {
-        libbpf_rs::libbpf_sys::bpf_program__set_insns(
-            ptr,
-            insns.as_mut_ptr() as *mut libbpf_rs::libbpf_sys::bpf_insn,
-            insns.len() as _,
-        )
-    };
-    if r != 0 {
-        return Err(Error::runtime(format!(
-            "cannot splice the filter: {}",
-            std::io::Error::from_raw_os_error(-r)
-        )));
-    }
-    Ok(())
-}
-
 /// Turns ring buffer records into packets.
 struct Decoder<'a> {
     hooks: &'a [Hook],
@@ -649,9 +542,9 @@ impl Decoder<'_> {
         };
         let h = r.hdr;
         let hook = self.hooks.get(h.hook as usize)?;
-        let ifname = intern(&mut self.ifnames, (h.netns, h.ifindex, h.ifname), |k| {
-            event::cstr(&k.2)
-        });
+        let ifname = self
+            .ifnames
+            .get((h.netns, h.ifindex, h.ifname), |k| event::cstr(&k.2).into());
         let mut meta = Meta {
             source: self.source.clone(),
             hook: hook.name.clone(),
@@ -662,7 +555,7 @@ impl Decoder<'_> {
             cpu: Some(h.cpu),
             pid: Some(h.pid),
             tid: Some(h.tid),
-            comm: Some(intern(&mut self.comms, h.comm, |k| event::cstr(k))),
+            comm: Some(self.comms.get(h.comm, |k| event::cstr(k).into())),
             packet_id: Some(h.skb),
             ..Default::default()
         };
@@ -712,15 +605,7 @@ impl KernelSource {
                 let mut sums = [0u64; event::CNT_MAX];
                 if let Some(m) = l.obj.maps().find(|m| m.name() == "counters") {
                     for (k, sum) in sums.iter_mut().enumerate() {
-                        if let Ok(Some(vals)) =
-                            m.lookup_percpu(&(k as u32).to_ne_bytes(), MapFlags::ANY)
-                        {
-                            *sum = vals
-                                .iter()
-                                .filter_map(|v| v.get(..8)?.try_into().ok())
-                                .map(u64::from_ne_bytes)
-                                .sum();
-                        }
+                        *sum = xcap_bpf_common::percpu_sum(&m, k as u32);
                     }
                 }
                 xcap_core::registry::HookStats {

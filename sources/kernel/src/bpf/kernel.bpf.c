@@ -424,7 +424,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	ev->protocol = SKB(skb, protocol, btf);
 	ev->dir = cfg.dir;
 	ev->flags = drop ? XCAP_F_DROP : 0;
-	ev->pad = 0;
+	ev->queue = XCAP_NO_QUEUE;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
 	if (ifname)

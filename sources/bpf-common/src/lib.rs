@@ -1,0 +1,168 @@
+//! What every libbpf-based xcap source shares: splicing the translated
+//! filter into a program, keeping libbpf's log for error messages, summing
+//! per-CPU counters, and interning strings that repeat on every packet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use libbpf_rs::{MapCore, MapFlags, PrintLevel};
+use xcap_core::filter::ebpf::{self, Insn};
+use xcap_core::{Error, Result};
+
+static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn libbpf_log(level: PrintLevel, msg: String) {
+    if debug() {
+        eprint!("libbpf: {msg}");
+    }
+    if level != PrintLevel::Debug {
+        if let Ok(mut log) = LIBBPF_LOG.lock() {
+            if log.len() > 200 {
+                log.remove(0);
+            }
+            log.push(msg.trim_end().to_string());
+        }
+    }
+}
+
+/// `XCAP_DEBUG` is set: show libbpf's whole log and the verifier's statistics.
+pub fn debug() -> bool {
+    std::env::var_os("XCAP_DEBUG").is_some()
+}
+
+/// Route libbpf's messages through xcap: kept for error messages, printed
+/// with XCAP_DEBUG=1.
+pub fn capture_libbpf_log() {
+    libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_log)));
+}
+
+/// A libbpf failure as one line: what failed, the error, a hint when it is
+/// a permission problem, and libbpf's last message.
+pub fn libbpf_error(what: &str, e: libbpf_rs::Error) -> Error {
+    let detail = LIBBPF_LOG
+        .lock()
+        .ok()
+        .and_then(|l| l.iter().rev().find(|m| !m.is_empty()).cloned())
+        .unwrap_or_default();
+    let hint = if matches!(e.kind(), libbpf_rs::ErrorKind::PermissionDenied) {
+        " (xcap needs root, or CAP_BPF and CAP_PERFMON)"
+    } else {
+        ""
+    };
+    let mut msg = format!("cannot {what}: {e}{hint}");
+    if !detail.is_empty() && !debug() {
+        msg.push_str(&format!(
+            " [libbpf: {detail}]; XCAP_DEBUG=1 shows the full log"
+        ));
+    }
+    Error::runtime(msg)
+}
+
+/// Put the translated filter in place of the program's placeholder blocks
+/// (same length: nothing else in the program moves).
+pub fn splice_filter(p: &mut libbpf_rs::OpenProgramMut<'_>, block: &[Insn]) -> Result<()> {
+    use libbpf_rs::AsRawLibbpf;
+    let mut insns: Vec<Insn> = p
+        .insns()
+        .iter()
+        .map(|i| {
+            // SAFETY: struct bpf_insn is 8 bytes of plain data, as is Insn.
+            let bytes: [u8; 8] = unsafe { std::mem::transmute_copy(i) };
+            Insn::from_bytes(&bytes)
+        })
+        .collect();
+    match ebpf::splice(&mut insns, block) {
+        Ok(n) if n > 0 => {}
+        Ok(_) => return Err(Error::runtime("BPF program has no filter placeholder")),
+        Err(e) => return Err(Error::runtime(e)),
+    }
+    let ptr = p.as_libbpf_object().as_ptr();
+    // SAFETY: the object is open, not loaded; libbpf copies the instructions.
+    let r = unsafe {
+        libbpf_rs::libbpf_sys::bpf_program__set_insns(
+            ptr,
+            insns.as_mut_ptr() as *mut libbpf_rs::libbpf_sys::bpf_insn,
+            insns.len() as _,
+        )
+    };
+    if r != 0 {
+        return Err(Error::runtime(format!(
+            "cannot splice the filter: {}",
+            std::io::Error::from_raw_os_error(-r)
+        )));
+    }
+    Ok(())
+}
+
+/// Sum over CPUs of the u64 at `key` of a per-CPU array; 0 if unreadable.
+pub fn percpu_sum(map: &libbpf_rs::Map<'_>, key: u32) -> u64 {
+    match map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(vals)) => vals
+            .iter()
+            .filter_map(|v| v.get(..8)?.try_into().ok())
+            .map(u64::from_ne_bytes)
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Ring buffer size: a power of two pages, at least 64 KiB.
+pub fn ring_size(kib: u32) -> u32 {
+    (kib.clamp(64, 1 << 21) * 1024).next_power_of_two()
+}
+
+/// Strings shared by many packets, by their raw key; the last one is
+/// checked first since consecutive packets mostly repeat it.
+pub struct Interned<K> {
+    last: Option<(K, Arc<str>)>,
+    map: HashMap<K, Arc<str>>,
+}
+
+impl<K> Default for Interned<K> {
+    fn default() -> Self {
+        Interned {
+            last: None,
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash + Copy> Interned<K> {
+    pub fn get(&mut self, key: K, text: impl FnOnce(&K) -> String) -> Arc<str> {
+        if let Some((k, v)) = &self.last {
+            if *k == key {
+                return v.clone();
+            }
+        }
+        let v = self
+            .map
+            .entry(key)
+            .or_insert_with(|| Arc::from(text(&key)))
+            .clone();
+        self.last = Some((key, v.clone()));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_is_a_power_of_two_within_bounds() {
+        assert_eq!(ring_size(0), 64 * 1024);
+        assert_eq!(ring_size(100), 128 * 1024);
+        assert_eq!(ring_size(16 * 1024), 16 << 20);
+    }
+
+    #[test]
+    fn interned_strings_are_shared() {
+        let mut t: Interned<u32> = Interned::default();
+        let a = t.get(1, |k| format!("x{k}"));
+        let b = t.get(2, |k| format!("x{k}"));
+        let c = t.get(1, |_| unreachable!());
+        assert_eq!(&*a, "x1");
+        assert_eq!(&*b, "x2");
+        assert!(Arc::ptr_eq(&a, &c));
+    }
+}

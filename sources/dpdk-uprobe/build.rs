@@ -1,0 +1,30 @@
+//! Compile the BPF C next to this crate with clang (through libbpf-cargo);
+//! the object is embedded in the binary, no compiler is needed at run time.
+
+use std::path::PathBuf;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let include =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../core/bpf");
+    let src = "src/bpf/dpdk.bpf.c";
+    libbpf_cargo::SkeletonBuilder::new()
+        .source(src)
+        .obj(out.join("dpdk.bpf.o"))
+        .clang_args([
+            "-I".into(),
+            include.clone().into_os_string(),
+            // As the kernel source: 32-bit subregisters keep clang's bounds
+            // checks on the registers the verifier sees.
+            "-mcpu=v3".into(),
+            "-Wall".into(),
+            "-Wno-unused-function".into(),
+        ])
+        .build()
+        .expect("compiling the DPDK BPF program (is clang installed?)");
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-changed=src/bpf/dpdk.h");
+    for h in ["xcap_event.h", "xcap_filter.h"] {
+        println!("cargo:rerun-if-changed={}", include.join(h).display());
+    }
+}

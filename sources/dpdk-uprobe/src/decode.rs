@@ -1,0 +1,89 @@
+//! Ring buffer records of the DPDK program to packets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use xcap_bpf_common::Interned;
+use xcap_core::event;
+use xcap_core::{Meta, Packet};
+
+use crate::probe::{HookInfo, Probe};
+
+pub struct Decoder {
+    pub hooks: Vec<HookInfo>,
+    /// Port id -> device name.
+    pub ports: HashMap<u32, Arc<str>>,
+    comms: Interned<[u8; event::COMM_LEN]>,
+    source: Arc<str>,
+    wall_offset: u64,
+    pub bad: u64,
+}
+
+impl Decoder {
+    pub fn new(p: &Probe, wall_offset: u64) -> Decoder {
+        let mut d = Decoder::bare(p.hooks.clone(), wall_offset);
+        d.set_ports(p);
+        d
+    }
+
+    pub fn bare(hooks: Vec<HookInfo>, wall_offset: u64) -> Decoder {
+        Decoder {
+            hooks,
+            ports: HashMap::new(),
+            comms: Interned::default(),
+            source: Arc::from("dpdk"),
+            wall_offset,
+            bad: 0,
+        }
+    }
+
+    pub fn set_ports(&mut self, p: &Probe) {
+        for port in &p.ports {
+            self.ports
+                .insert(port.id as u32, Arc::from(port.name.as_str()));
+        }
+    }
+
+    pub fn decode(&mut self, buf: &[u8]) -> Option<Packet> {
+        let Some(r) = event::parse(buf) else {
+            self.bad += 1;
+            return None;
+        };
+        let h = r.hdr;
+        let Some(hook) = self.hooks.get(h.hook as usize) else {
+            self.bad += 1;
+            return None;
+        };
+        let port = h.ifindex;
+        let ifname = self
+            .ports
+            .entry(port)
+            .or_insert_with(|| Arc::from(format!("port{port}")))
+            .clone();
+        let mut meta = Meta {
+            source: self.source.clone(),
+            hook: hook.name.clone(),
+            dir: h.direction(),
+            ifindex: port,
+            ifname,
+            queue: h.queue(),
+            cpu: Some(h.cpu),
+            pid: Some(h.pid),
+            tid: Some(h.tid),
+            comm: Some(self.comms.get(h.comm, |k| event::cstr(k).into())),
+            packet_id: Some(h.skb),
+            ..Default::default()
+        };
+        // `location` carries the mbuf's segment count (no drops here).
+        if h.location > 1 {
+            meta.extra.push(("segs".into(), h.location.to_string()));
+        }
+        Some(Packet {
+            ts_ns: h.ts_ns + self.wall_offset,
+            data: r.data.to_vec(),
+            orig_len: h.orig_len,
+            link: h.link_type(),
+            meta,
+        })
+    }
+}
