@@ -94,6 +94,44 @@ pub fn splice_filter(p: &mut libbpf_rs::OpenProgramMut<'_>, block: &[Insn]) -> R
     Ok(())
 }
 
+/// Splice the filter into every placeholder of a BPF ELF object's code
+/// sections, before libbpf opens it. Unlike `splice_filter` this reaches
+/// placeholders in subprograms (bpf_loop callbacks), which libbpf only
+/// joins to their program while loading. The block holds no relocation
+/// and has the placeholder's length, so nothing else in the ELF changes.
+pub fn splice_filter_elf(elf: &[u8], block: &[Insn]) -> Result<Vec<u8>> {
+    use object::{Object, ObjectSection, SectionFlags};
+    let file = object::File::parse(elf)
+        .map_err(|e| Error::runtime(format!("BPF object is not ELF: {e}")))?;
+    let mut out = elf.to_vec();
+    let mut spliced = 0;
+    for sec in file.sections() {
+        let exec = matches!(sec.flags(), SectionFlags::Elf { sh_flags } if sh_flags & 0x4 != 0);
+        let Some((off, len)) = sec.file_range() else {
+            continue;
+        };
+        if !exec || off % 8 != 0 {
+            continue;
+        }
+        let bytes = &mut out[off as usize..(off + len) as usize];
+        let mut insns: Vec<Insn> = bytes
+            .chunks_exact(8)
+            .map(|c| Insn::from_bytes(c.try_into().unwrap()))
+            .collect();
+        let n = ebpf::splice(&mut insns, block).map_err(Error::runtime)?;
+        if n > 0 {
+            for (c, i) in bytes.chunks_exact_mut(8).zip(&insns) {
+                c.copy_from_slice(&i.to_bytes());
+            }
+            spliced += n;
+        }
+    }
+    if spliced == 0 {
+        return Err(Error::runtime("BPF object has no filter placeholder"));
+    }
+    Ok(out)
+}
+
 /// Sum over CPUs of the u64 at `key` of a per-CPU array; 0 if unreadable.
 pub fn percpu_sum(map: &libbpf_rs::Map<'_>, key: u32) -> u64 {
     match map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {

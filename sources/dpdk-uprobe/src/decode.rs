@@ -15,7 +15,7 @@ pub struct Decoder {
     pub ports: HashMap<u32, Arc<str>>,
     comms: Interned<[u8; event::COMM_LEN]>,
     source: Arc<str>,
-    wall_offset: u64,
+    pub wall_offset: u64,
     pub bad: u64,
 }
 

@@ -86,10 +86,24 @@ fn wait_for_process(
     let Target::Exe(exe) = &opts.target else {
         return Err(Error::runtime("no process to wait for"));
     };
+    // A process just started has not mapped its libraries yet: its errors
+    // count only once it is a couple of seconds old, and then are shown
+    // once while waiting goes on (another process may still come).
+    let mut young: std::collections::HashMap<u32, (std::time::Instant, bool)> = Default::default();
     while !stop() {
         for pid in process::pids_of(exe) {
-            if let Some(p) = Probe::attach(opts, pid, true)? {
-                return Ok(Some(p));
+            match Probe::attach(opts, pid, true) {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => {}
+                Err(e) => {
+                    let (since, told) = young
+                        .entry(pid)
+                        .or_insert((std::time::Instant::now(), false));
+                    if !*told && since.elapsed() > std::time::Duration::from_secs(2) {
+                        *told = true;
+                        eprintln!("xcap: dpdk: {e}; still waiting");
+                    }
+                }
             }
         }
         if !idle() {

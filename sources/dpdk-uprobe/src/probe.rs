@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, RingBufferBuilder, UprobeOpts};
-use xcap_bpf_common::{libbpf_error, percpu_sum, ring_size, splice_filter};
+use xcap_bpf_common::{libbpf_error, percpu_sum, ring_size};
 use xcap_core::event::{self, DIR_IN, DIR_OUT, MAX_SNAPLEN};
 use xcap_core::filter::ebpf;
 use xcap_core::registry::HookStats;
@@ -176,6 +176,8 @@ pub struct Probe {
     tables: Option<Tables>,
     pub ports: Vec<Port>,
     queue_keys: HashSet<u64>,
+    /// The ports' burst functions are probed (no --dpdk-hook).
+    auto: bool,
     // Declared before the object so they are dropped (detached) first.
     links: HashMap<(String, u64, bool), Link>,
     obj: Object,
@@ -191,14 +193,27 @@ impl Probe {
     pub fn attach(opts: &Options, pid: u32, wait: bool) -> Result<Option<Probe>> {
         let process = Process::open(pid)?;
         let auto = opts.hooks.is_empty();
+        let dpdk_libs = process
+            .files()
+            .iter()
+            .any(|f| crate::process::basename(f).starts_with("librte_"));
+        if !dpdk_libs
+            && opts.mbuf.is_none()
+            && process.symbol_in(&process.exe, "rte_eth_fp_ops").is_none()
+        {
+            return Err(Error::input(format!(
+                "pid {pid} ({}) is not a DPDK application: no librte_* library, no rte_eth_fp_ops (a static, stripped one needs --dpdk-hook and --dpdk-mbuf)",
+                process.exe
+            )));
+        }
         let (mbuf, ethdev) = layouts(&process, opts.mbuf.as_deref(), auto)?;
         let tables = match ethdev {
             Some(l) => Tables::find(&process, l)?,
             None => None,
         };
         let ports = match &tables {
-            Some(t) if auto => t.ports(&process)?,
-            Some(_) => Vec::new(),
+            // Hand-named hooks still get port and queue from the table.
+            Some(t) => t.ports(&process)?,
             None if auto => {
                 return Err(Error::input(format!(
                     "pid {pid} ({}) is not a DPDK application: it has no rte_eth_fp_ops",
@@ -224,6 +239,7 @@ impl Probe {
             tables,
             ports: Vec::new(),
             queue_keys: HashSet::new(),
+            auto,
             links: HashMap::new(),
             obj,
         };
@@ -242,7 +258,7 @@ impl Probe {
             self.process.pid,
             crate::process::basename(&self.process.exe)
         );
-        for port in &self.ports {
+        for port in self.ports.iter().filter(|_| self.auto) {
             s.push_str(&format!(
                 "; port {} {}: {} rx, {} tx queues, rx {}, tx {}",
                 port.id,
@@ -303,7 +319,8 @@ impl Probe {
 
     /// Attach the burst functions of `ports` and map their queues.
     fn set_ports(&mut self, ports: Vec<Port>) -> Result<()> {
-        for port in &ports {
+        let auto = self.auto;
+        for port in ports.iter().filter(|_| auto) {
             for (addr, hook, args, dir) in [
                 (port.rx_burst, 0, Args::RX_BURST, Direction::In),
                 (port.tx_burst, 1, Args::TX_BURST, Direction::Out),
@@ -424,15 +441,18 @@ fn load(opts: &Options, mbuf: &Mbuf) -> Result<Object> {
     let cfg = DpdkConfig::new(opts.snaplen, block.is_some(), mbuf);
     let ncpus = libbpf_rs::num_possible_cpus()
         .map_err(|e| Error::runtime(format!("cannot count CPUs: {e}")))? as u32;
+    // The filter runs in the per-mbuf callback, a subprogram: splice it
+    // into the ELF image itself.
+    let image = match &block {
+        Some(b) => std::borrow::Cow::Owned(xcap_bpf_common::splice_filter_elf(BPF_OBJECT, b)?),
+        None => std::borrow::Cow::Borrowed(BPF_OBJECT),
+    };
     let mut open = ObjectBuilder::default()
-        .open_memory(BPF_OBJECT)
+        .open_memory(&image)
         .map_err(|e| libbpf_error("open the DPDK BPF object", e))?;
     for mut p in open.progs_mut() {
         if xcap_bpf_common::debug() {
             p.set_log_level(4);
-        }
-        if let Some(b) = &block {
-            splice_filter(&mut p, b)?;
         }
     }
     for mut m in open.maps_mut() {

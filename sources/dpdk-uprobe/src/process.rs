@@ -153,10 +153,10 @@ impl Process {
         Some((m.path.clone()?, addr - m.start + m.offset))
     }
 
-    /// The mapped file that holds `addr`, for messages.
+    /// The mapped file that holds `addr`, as --dpdk-hook takes it.
     pub fn describe(&self, addr: u64) -> String {
         match self.file_offset(addr) {
-            Some((path, off)) => format!("{}+{off:#x}", basename(&path)),
+            Some((path, off)) => format!("{}:{off:#x}", basename(&path)),
             None => format!("{addr:#x}"),
         }
     }

@@ -1,0 +1,459 @@
+//! End-to-end tests of the DPDK source against real DPDK: dpdk-testpmd
+//! with the net_pcap driver reads in.pcap and writes out.pcap, which is
+//! DPDK's own record of what it sent: the oracle for the TX side. Needs
+//! root and dpdk-testpmd (scripts/setup installs both).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// testpmd busy-polls a core; on a 2-core machine the tests take turns.
+static DPDK: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    DPDK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// dpdk-testpmd in interactive mode, driven through its stdin.
+struct Testpmd {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Arc<Mutex<String>>,
+}
+
+impl Testpmd {
+    fn start(vdevs: &[String], extra: &[&str]) -> Testpmd {
+        require_root();
+        let mut c = Command::new("dpdk-testpmd");
+        c.args([
+            "-l",
+            "0,1",
+            "--no-huge",
+            "-m",
+            "512",
+            "--no-pci",
+            "--no-shconf",
+        ])
+        .args(["--file-prefix", &format!("xcap{}", std::process::id())]);
+        for v in vdevs {
+            c.arg("--vdev").arg(v);
+        }
+        c.args(["--", "-i", "--total-num-mbufs=4096"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("dpdk-testpmd (scripts/setup installs it)");
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        let o = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let t = Testpmd { child, stdin, out };
+        t.wait_for("testpmd> ", 1);
+        t
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait until `text` has appeared `n` times in testpmd's output.
+    fn wait_for(&self, text: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.out.lock().unwrap().matches(text).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "testpmd never printed {text:?}: {}",
+                self.out.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn cmd(&mut self, c: &str) {
+        let n = self.out.lock().unwrap().matches("testpmd> ").count();
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{c}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        if c != "quit" {
+            self.wait_for("testpmd> ", n + 1);
+        }
+    }
+
+    /// Forward everything the pcap file holds, then quit (which flushes
+    /// the output pcap).
+    fn forward_and_quit(mut self, npackets: usize) {
+        self.cmd("start");
+        // The net_pcap port reads its file at once; stop after it is done.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.cmd("show port stats 0");
+            let text = self.out.lock().unwrap().clone();
+            let last = text.rsplit("RX-packets:").next().unwrap_or("");
+            let n: usize = last
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if n >= npackets || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.cmd("stop");
+        self.quit();
+    }
+
+    fn quit(mut self) {
+        self.cmd("quit");
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("testpmd did not quit");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Testpmd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Ethernet + IPv4 + UDP (or TCP) frames of varied sizes; bytes that say
+/// which packet they are, so a mix-up cannot go unnoticed.
+fn frames(n: usize, max: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let len = 60 + (i * 97) % (max - 60);
+            let tcp = i % 3 == 2;
+            let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+            let ip_len = (len - 14) as u16;
+            f.extend_from_slice(&[0x45, 0]);
+            f.extend_from_slice(&ip_len.to_be_bytes());
+            f.extend_from_slice(&(i as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0, 64, if tcp { 6 } else { 17 }, 0, 0]);
+            f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+            f.extend_from_slice(&(1000 + i as u16).to_be_bytes());
+            f.extend_from_slice(&2000u16.to_be_bytes());
+            if tcp {
+                f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+            } else {
+                f.extend_from_slice(&(ip_len - 20).to_be_bytes());
+                f.extend_from_slice(&[0, 0]);
+            }
+            while f.len() < len {
+                f.push((f.len() * 7 + i) as u8);
+            }
+            f
+        })
+        .collect()
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::with_header(f, PcapHeader::default()).unwrap();
+    for (i, fr) in frames.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_millis(i as u64),
+            fr.len() as u32,
+            fr,
+        ))
+        .unwrap();
+    }
+}
+
+/// What xcap recorded per packet: (hook, ifname, dir, queue, extra).
+fn metadata(file: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(XCAP)
+        .arg("-r")
+        .arg(file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+struct Run {
+    dir: PathBuf,
+    input: Vec<Vec<u8>>,
+    stderr: String,
+    file: PathBuf,
+}
+
+/// The net_pcap fixture with xcap attached: xcap ends by itself when the
+/// application exits.
+fn pcap_fixture(name: &str, nframes: usize, max: usize, testpmd: &[&str], xcap: &[&str]) -> Run {
+    let _g = lock();
+    let dir = tmpdir(name);
+    let input = frames(nframes, max);
+    write_pcap(&dir.join("in.pcap"), &input);
+    let vdev = format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        dir.join("in.pcap").display(),
+        dir.join("out.pcap").display()
+    );
+    let mut args = vec!["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"];
+    args.extend_from_slice(testpmd);
+    let t = Testpmd::start(&[vdev], &args);
+    let file = dir.join("x.pcapng");
+    let pid = t.pid().to_string();
+    let mut a = vec!["--source", "dpdk", "--dpdk-pid", &pid, "-w"];
+    let f = file.to_str().unwrap().to_string();
+    a.push(&f);
+    a.extend_from_slice(xcap);
+    let cap = Capture::start(xcap_cmd(&a), "capturing from");
+    t.forward_and_quit(nframes);
+    let (code, stderr) = cap.stop();
+    assert_eq!(code, 0, "{stderr}");
+    Run {
+        dir,
+        input,
+        stderr,
+        file,
+    }
+}
+
+fn split_by_dir(run: &Run) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<serde_json::Value>) {
+    let pkts = read_packets(&run.file);
+    let meta = metadata(&run.file);
+    assert_eq!(pkts.len(), meta.len());
+    let (mut rx, mut tx) = (Vec::new(), Vec::new());
+    for (p, m) in pkts.iter().zip(&meta) {
+        assert_eq!(p.0, 1, "Ethernet");
+        assert_eq!(p.1.len() as u32, p.2, "captured whole");
+        match m["dir"].as_str() {
+            Some("In") => rx.push(p.1.clone()),
+            Some("Out") => tx.push(p.1.clone()),
+            d => panic!("direction {d:?}"),
+        }
+    }
+    (rx, tx, meta)
+}
+
+#[test]
+fn net_pcap_rx_and_tx_equal_dpdk_files() {
+    let run = pcap_fixture("dpdk-pcap", 40, 1500, &[], &[]);
+    let (rx, tx, meta) = split_by_dir(&run);
+    assert_eq!(rx, run.input, "RX = the packets of in.pcap, in order");
+    let oracle: Vec<Vec<u8>> = read_packets(&run.dir.join("out.pcap"))
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(oracle.len(), 40);
+    assert_eq!(tx, oracle, "TX = DPDK's own out.pcap");
+    for m in &meta {
+        assert_eq!(m["source"], "dpdk");
+        assert_eq!(m["ifname"], "net_pcap0", "port name from DPDK");
+        assert_eq!(m["ifindex"], 0, "port");
+        assert_eq!(m["queue"], 0);
+        let hook = if m["dir"] == "In" {
+            "rx_burst"
+        } else {
+            "tx_burst"
+        };
+        assert_eq!(m["hook"], hook);
+        assert!(m["packet_id"].as_str().unwrap().starts_with("0x"));
+    }
+    // Each packet is received before it is sent: rx of packet i precedes
+    // its tx in the merged timeline.
+    let order: Vec<(bool, Vec<u8>)> = read_packets(&run.file)
+        .into_iter()
+        .zip(&meta)
+        .map(|(p, m)| (m["dir"] == "In", p.1))
+        .collect();
+    for f in &run.input {
+        let r = order.iter().position(|(i, d)| *i && d == f).unwrap();
+        let t = order.iter().position(|(i, d)| !*i && d == f).unwrap();
+        assert!(r < t);
+    }
+    assert!(run.stderr.contains("port 0 net_pcap0"), "{}", run.stderr);
+}
+
+#[test]
+fn filter_lets_only_the_matching_packet_through() {
+    let run = pcap_fixture("dpdk-filter", 30, 1500, &[], &["udp and src port 1004"]);
+    let (rx, tx, _) = split_by_dir(&run);
+    let want = vec![run.input[4].clone()];
+    assert_eq!(rx, want);
+    assert_eq!(tx, want);
+}
+
+#[test]
+fn chained_mbufs_are_captured_whole() {
+    // 512-byte mbufs hold 384 bytes of data: large packets span segments.
+    let run = pcap_fixture("dpdk-segs", 20, 1500, &["--mbuf-size=512"], &[]);
+    let (rx, tx, meta) = split_by_dir(&run);
+    assert_eq!(rx, run.input);
+    assert_eq!(tx.len(), 20);
+    let max_segs = meta
+        .iter()
+        .filter_map(|m| m["extra"]["segs"].as_str()?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(1);
+    assert!(max_segs >= 3, "largest packet spans {max_segs} segments");
+}
+
+#[test]
+fn helper_process_captures_the_same() {
+    let run = pcap_fixture("dpdk-helper", 25, 1500, &[], &["--dpdk-helper"]);
+    let (rx, tx, _) = split_by_dir(&run);
+    assert_eq!(rx, run.input);
+    let oracle: Vec<Vec<u8>> = read_packets(&run.dir.join("out.pcap"))
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(tx, oracle);
+    assert!(
+        !sh("ps -eo args").contains("--xcap-helper"),
+        "helper left behind"
+    );
+}
+
+#[test]
+fn hand_named_hooks_by_library_offset() {
+    // Learn where the burst functions are, then name them by hand.
+    let first = pcap_fixture("dpdk-hook1", 5, 600, &[], &[]);
+    let line = first
+        .stderr
+        .lines()
+        .find(|l| l.contains("port 0 net_pcap0"))
+        .unwrap()
+        .to_string();
+    let loc = |what: &str| {
+        let s = line.split(what).nth(1).unwrap();
+        s.split([',', ';']).next().unwrap().trim().to_string()
+    };
+    let (rx, tx) = (loc(", rx "), loc(", tx "));
+    let hooks = [format!("rx:{rx}@2@ret"), format!("{tx}@2@3")];
+    let run = pcap_fixture(
+        "dpdk-hook2",
+        12,
+        1500,
+        &[],
+        &["--dpdk-hook", &hooks[0], "--dpdk-hook", &hooks[1]],
+    );
+    let (rxp, txp, meta) = split_by_dir(&run);
+    assert_eq!(rxp, run.input);
+    assert_eq!(txp, run.input);
+    assert!(meta.iter().any(|m| m["hook"] == hooks[0].as_str()));
+    assert!(meta.iter().all(|m| m["queue"] == 0));
+}
+
+#[test]
+fn waits_for_an_application_started_later() {
+    let _g = lock();
+    let dir = tmpdir("dpdk-wait");
+    let input = frames(10, 800);
+    write_pcap(&dir.join("in.pcap"), &input);
+    let file = dir.join("x.pcapng");
+    let exe = sh("command -v dpdk-testpmd").trim().to_string();
+    let cap = Capture::start(
+        xcap_cmd(&[
+            "--source",
+            "dpdk",
+            "--dpdk-pid",
+            &exe,
+            "-w",
+            file.to_str().unwrap(),
+        ]),
+        "waiting for a process",
+    );
+    let vdev = format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        dir.join("in.pcap").display(),
+        dir.join("out.pcap").display()
+    );
+    let t = Testpmd::start(
+        &[vdev],
+        &["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"],
+    );
+    // Attached within a few of xcap's 100 ms looks.
+    std::thread::sleep(Duration::from_millis(1500));
+    t.forward_and_quit(10);
+    let (code, stderr) = cap.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("port 0 net_pcap0"), "{stderr}");
+    assert_eq!(read_packets(&file).len(), 20, "{stderr}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    require_root();
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--source", "dpdk"], "needs --dpdk-pid"),
+        (
+            vec!["--source", "dpdk", "--dpdk-pid", "999999999"],
+            "no process",
+        ),
+        (
+            vec!["--source", "dpdk", "--dpdk-pid", &pid],
+            "not a DPDK application",
+        ),
+        (
+            vec!["--source", "dpdk", "--dpdk-pid", &pid, "--dpdk-helper"],
+            "not a DPDK application",
+        ),
+        (
+            vec!["--source", "dpdk", "--dpdk-pid", "/no/such/app"],
+            "neither a pid nor an executable",
+        ),
+        (
+            vec!["--source", "dpdk", "--dpdk-pid", &pid, "--dpdk-hook", "f@9"],
+            "not an argument number",
+        ),
+        (
+            vec![
+                "--source",
+                "dpdk",
+                "--dpdk-pid",
+                &pid,
+                "--dpdk-mbuf",
+                "next=3",
+            ],
+            "must be a multiple of 8",
+        ),
+        (
+            vec!["--source", "dpdk", "--dpdk-pid", &pid, "--bpftime", "/tmp"],
+            "no libbpftime-syscall-server.so",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(XCAP).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
