@@ -116,7 +116,7 @@ pub fn splice_filter_elf(elf: &[u8], block: &[Insn]) -> Result<Vec<u8>> {
         let bytes = &mut out[off as usize..(off + len) as usize];
         let mut insns: Vec<Insn> = bytes
             .chunks_exact(8)
-            .map(|c| Insn::from_bytes(c.try_into().unwrap()))
+            .map(Insn::from_bytes)
             .collect();
         let n = ebpf::splice(&mut insns, block).map_err(Error::runtime)?;
         if n > 0 {
