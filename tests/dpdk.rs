@@ -457,3 +457,218 @@ fn bad_input_is_one_line_and_exit_2() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
+
+#[test]
+fn dpdk_tx_then_kernel_rx_in_one_timeline() {
+    let _g = lock();
+    let v = VethPair::new();
+    let dir = tmpdir("dpdk-mixed");
+    let input = frames(30, 1400);
+    write_pcap(&dir.join("in.pcap"), &input);
+    // Port 0 reads in.pcap, port 1 sends on the veth (net_af_packet):
+    // paired io forwarding puts every packet of the file on the wire.
+    let pcap = format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        dir.join("in.pcap").display(),
+        dir.join("out.pcap").display()
+    );
+    let afp = format!("net_af_packet0,iface={}", v.va);
+    // testpmd runs inside namespace a, where the veth end va lives.
+    let t = {
+        let _ns = NetnsGuard::enter(&v.a);
+        Testpmd::start(
+            &[pcap, afp],
+            &[
+                "--no-flush-rx",
+                "--forward-mode=io",
+                "--port-topology=paired",
+            ],
+        )
+    };
+    let file = dir.join("mixed.pcapng");
+    let pid = t.pid().to_string();
+    let cap = Capture::start(
+        xcap_cmd(&[
+            "--source",
+            "kernel,dpdk",
+            "--dpdk-pid",
+            &pid,
+            "--netns",
+            &v.b,
+            "-i",
+            &v.vb,
+            "-w",
+            file.to_str().unwrap(),
+            "ip",
+        ]),
+        "capturing from",
+    );
+    t.forward_and_quit(30);
+    let (code, stderr) = cap.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let pkts = read_packets_ts(&file);
+    let meta = metadata(&file);
+    assert_eq!(pkts.len(), meta.len());
+    assert!(
+        pkts.windows(2).all(|w| w[0].3 <= w[1].3),
+        "one timeline, in time order"
+    );
+    for f in &input {
+        let at = |src: &str, hook: &str| {
+            pkts.iter()
+                .zip(&meta)
+                .position(|(p, m)| p.1 == *f && m["source"] == src && m["hook"] == hook)
+        };
+        let tx = at("dpdk", "tx_burst").unwrap_or_else(|| panic!("not sent: {stderr}"));
+        let rx = at("kernel", "tp:net:netif_receive_skb").expect("not received by the kernel");
+        assert!(tx < rx, "DPDK sends before the peer receives");
+        assert_eq!(meta[tx]["ifname"], "net_af_packet0");
+        assert_eq!(meta[tx]["ifindex"], 1, "port 1");
+        assert_eq!(meta[rx]["ifname"], v.vb.as_str());
+    }
+}
+
+/// Enter a network namespace on this thread for the guard's lifetime
+/// (children started meanwhile live in it).
+struct NetnsGuard {
+    orig: std::fs::File,
+}
+
+impl NetnsGuard {
+    fn enter(name: &str) -> NetnsGuard {
+        use std::os::fd::AsRawFd;
+        let orig = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+        let ns = std::fs::File::open(format!("/var/run/netns/{name}")).unwrap();
+        // SAFETY: setns on fds we own; affects this thread only.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        NetnsGuard { orig }
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as in enter.
+        unsafe { libc::setns(self.orig.as_raw_fd(), libc::CLONE_NEWNET) };
+    }
+}
+
+#[test]
+fn follows_a_port_attached_while_capturing() {
+    let _g = lock();
+    let dir = tmpdir("dpdk-hotplug");
+    write_pcap(&dir.join("in.pcap"), &frames(5, 300));
+    let vdev = format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        dir.join("in.pcap").display(),
+        dir.join("out.pcap").display()
+    );
+    let mut t = Testpmd::start(
+        &[vdev],
+        &["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"],
+    );
+    let file = dir.join("x.pcapng");
+    let pid = t.pid().to_string();
+    // net_null's packets are all zeros: `not ip` keeps only them.
+    let cap = Capture::start(
+        xcap_cmd(&[
+            "--source",
+            "dpdk",
+            "--dpdk-pid",
+            &pid,
+            "-c",
+            "50",
+            "-w",
+            file.to_str().unwrap(),
+            "not",
+            "ip",
+        ]),
+        "capturing from",
+    );
+    t.cmd("port attach net_null0");
+    t.cmd("port start 1");
+    t.cmd("start");
+    std::thread::sleep(Duration::from_millis(1500));
+    t.cmd("stop");
+    let (code, stderr) = cap.stop();
+    t.quit();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("port 1 net_null0"), "{stderr}");
+    let meta = metadata(&file);
+    assert_eq!(meta.len(), 50, "{stderr}");
+    assert!(meta
+        .iter()
+        .all(|m| m["ifname"] == "net_null0" && m["ifindex"] == 1));
+}
+
+/// The executable pages of the PMD library, as the application sees them.
+fn pmd_text(pid: u32) -> Vec<u8> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.contains("librte_net_pcap") && l.split_whitespace().nth(1) == Some("r-xp"))
+        .expect("net_pcap text mapping");
+    let (a, b) = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('-')
+        .unwrap();
+    let (a, b) = (
+        u64::from_str_radix(a, 16).unwrap(),
+        u64::from_str_radix(b, 16).unwrap(),
+    );
+    let mut buf = vec![0u8; (b - a) as usize];
+    use std::os::unix::fs::FileExt;
+    std::fs::File::open(format!("/proc/{pid}/mem"))
+        .unwrap()
+        .read_exact_at(&mut buf, a)
+        .unwrap();
+    buf
+}
+
+#[test]
+fn detaching_leaves_the_application_as_it_was() {
+    let _g = lock();
+    let dir = tmpdir("dpdk-detach");
+    let input = frames(8, 400);
+    write_pcap(&dir.join("in.pcap"), &input);
+    let vdev = format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        dir.join("in.pcap").display(),
+        dir.join("out.pcap").display()
+    );
+    let t = Testpmd::start(
+        &[vdev],
+        &["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"],
+    );
+    let before = pmd_text(t.pid());
+    let pid = t.pid().to_string();
+    for mode in [&[][..], &["--dpdk-helper"][..]] {
+        let mut args = vec!["--source", "dpdk", "--dpdk-pid", &pid, "-w", "/dev/null"];
+        args.extend_from_slice(mode);
+        let cap = Capture::start(xcap_cmd(&args), "capturing from");
+        let during = pmd_text(t.pid());
+        // Breakpoints (int3) sit in the burst functions while attached.
+        let changed: Vec<u8> = before
+            .iter()
+            .zip(&during)
+            .filter(|(a, b)| a != b)
+            .map(|(_, b)| *b)
+            .collect();
+        assert_eq!(changed, vec![0xcc, 0xcc], "{mode:?}");
+        let (code, stderr) = cap.stop();
+        assert_eq!(code, 0, "{stderr}");
+        assert!(pmd_text(t.pid()) == before, "code restored after {mode:?}");
+    }
+    // And the application still works: every packet forwarded.
+    t.forward_and_quit(8);
+    let out: Vec<Vec<u8>> = read_packets(&dir.join("out.pcap"))
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(out, input);
+}

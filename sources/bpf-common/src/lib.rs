@@ -114,10 +114,7 @@ pub fn splice_filter_elf(elf: &[u8], block: &[Insn]) -> Result<Vec<u8>> {
             continue;
         }
         let bytes = &mut out[off as usize..(off + len) as usize];
-        let mut insns: Vec<Insn> = bytes
-            .chunks_exact(8)
-            .map(Insn::from_bytes)
-            .collect();
+        let mut insns: Vec<Insn> = bytes.chunks_exact(8).map(Insn::from_bytes).collect();
         let n = ebpf::splice(&mut insns, block).map_err(Error::runtime)?;
         if n > 0 {
             for (c, i) in bytes.chunks_exact_mut(8).zip(&insns) {
