@@ -101,7 +101,10 @@ pub fn splice_filter(p: &mut libbpf_rs::OpenProgramMut<'_>, block: &[Insn]) -> R
 /// and has the placeholder's length, so nothing else in the ELF changes.
 pub fn splice_filter_elf(elf: &[u8], block: &[Insn]) -> Result<Vec<u8>> {
     use object::{Object, ObjectSection, SectionFlags};
-    let file = object::File::parse(elf)
+    // The ELF reader wants its headers aligned: an embedded byte string
+    // may not be, a heap copy is.
+    let aligned = elf.to_vec();
+    let file = object::File::parse(&*aligned)
         .map_err(|e| Error::runtime(format!("BPF object is not ELF: {e}")))?;
     let mut out = elf.to_vec();
     let mut spliced = 0;

@@ -124,9 +124,11 @@ pub fn mbuf_override(spec: &str, base: Option<Mbuf>) -> Result<Mbuf> {
                     "the DPDK version is unknown, so every field must be given; {name} is missing"
                 )))
             }
-            Some(off) if off % size != 0 || off + size > 128 => {
+            // The BPF side reads the first cache line, and `next` apart.
+            Some(off) if off % size != 0 || off + size > if *name == "next" { 128 } else { 64 } => {
                 return Err(bad(format!(
-                    "{name}={off}: must be a multiple of {size} within the first 128 bytes"
+                    "{name}={off}: must be a multiple of {size} within the first {} bytes",
+                    if *name == "next" { 128 } else { 64 }
                 )))
             }
             _ => {}

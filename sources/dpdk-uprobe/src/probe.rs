@@ -544,3 +544,23 @@ pub fn pump(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The filter reaches the per-mbuf callback, wherever the embedded
+    /// object happens to sit in memory.
+    #[test]
+    fn filter_spliced_into_the_callback_at_any_alignment() {
+        let f = Filter::compile("udp port 53", 0).unwrap();
+        let block = f.ebpf_block(ebpf::BLOCK_INSNS).unwrap();
+        let mut shifted = vec![0u8; 1];
+        shifted.extend_from_slice(BPF_OBJECT);
+        let out = xcap_bpf_common::splice_filter_elf(&shifted[1..], &block).unwrap();
+        assert_eq!(out.len(), BPF_OBJECT.len());
+        assert_ne!(out, BPF_OBJECT);
+        // Spliced once only: the marker is gone.
+        assert!(xcap_bpf_common::splice_filter_elf(&out, &block).is_err());
+    }
+}

@@ -61,7 +61,8 @@ struct {
 #define SCRATCH_DATA (2 * XCAP_MAX_SNAPLEN)
 /* Same record layout as the kernel source; DPDK records carry no stack. */
 struct scratch {
-	__u8 mbuf[XCAP_MBUF_HDR];
+	__u64 ptrs[XCAP_MAX_BURST]; /* the burst's mbuf pointers, read at once */
+	__u8 mbuf[XCAP_MBUF_LINE];
 	__u8 hdr[HDR_BYTES];
 	__u8 data[SCRATCH_DATA];
 };
@@ -82,10 +83,10 @@ static __always_inline void count(__u32 hook, __u32 idx)
 		*v += 1;
 }
 
-/* rte_mbuf fields, at the configured offsets, from the copy in s->mbuf. */
-#define MB64(s, off) (*(__u64 *)&(s)->mbuf[(off) & (XCAP_MBUF_HDR - 8)])
-#define MB32(s, off) (*(__u32 *)&(s)->mbuf[(off) & (XCAP_MBUF_HDR - 4)])
-#define MB16(s, off) (*(__u16 *)&(s)->mbuf[(off) & (XCAP_MBUF_HDR - 2)])
+/* rte_mbuf fields of the first cache line, from the copy in s->mbuf. */
+#define MB64(s, off) (*(__u64 *)&(s)->mbuf[(off) & (XCAP_MBUF_LINE - 8)])
+#define MB32(s, off) (*(__u32 *)&(s)->mbuf[(off) & (XCAP_MBUF_LINE - 4)])
+#define MB16(s, off) (*(__u16 *)&(s)->mbuf[(off) & (XCAP_MBUF_LINE - 2)])
 
 struct seg {
 	__u64 addr;
@@ -93,14 +94,24 @@ struct seg {
 	__u32 len;
 };
 
-/* Read the mbuf at `m` into s->mbuf; its data address, length and next. */
-static __always_inline int read_mbuf(struct scratch *s, __u64 m, struct seg *g)
+/*
+ * Read the mbuf at `m` into s->mbuf; its data address, length and next.
+ * Only the first cache line is read (every field but `next` is there);
+ * `next` sits in the second, which a driver often has not touched: reading
+ * it costs a cache miss, so it is read only for chained mbufs.
+ */
+static __always_inline int read_mbuf(struct scratch *s, __u64 m, struct seg *g, bool chained)
 {
-	if (bpf_probe_read_user(s->mbuf, sizeof(s->mbuf), (void *)m))
+	if (bpf_probe_read_user(s->mbuf, XCAP_MBUF_LINE, (void *)m))
 		return -1;
 	g->addr = MB64(s, cfg.off_buf_addr) + MB16(s, cfg.off_data_off);
 	g->len = MB16(s, cfg.off_data_len);
-	g->next = MB64(s, cfg.off_next);
+	g->next = 0;
+	/* nb_segs counts the chain in its first mbuf only; inside a chain,
+	 * read next always. */
+	if ((chained || MB16(s, cfg.off_nb_segs) > 1) &&
+	    bpf_probe_read_user(&g->next, sizeof(g->next), (void *)(m + cfg.off_next)))
+		return -1;
 	return 0;
 }
 
@@ -141,7 +152,7 @@ static long seg_cb(__u64 i, void *data)
 	if (!c->next || c->off >= c->cap)
 		return 1;
 	s = bpf_map_lookup_elem(&scratch_map, &c->cpu);
-	if (!s || read_mbuf(s, c->next, &g)) {
+	if (!s || read_mbuf(s, c->next, &g, true)) {
 		c->trunc = 1;
 		return 1;
 	}
@@ -180,12 +191,13 @@ static long mbuf_cb(__u64 i, void *data)
 
 	if (i >= b->n)
 		return 1;
-	if (!b->single && bpf_probe_read_user(&m, sizeof(m), (void *)(b->arr + i * 8)))
-		return 1;
 	s = bpf_map_lookup_elem(&scratch_map, &b->cpu);
-	if (!s || !m || read_mbuf(s, m, &g))
+	if (!s)
+		return 1;
+	if (!b->single)
+		m = s->ptrs[i & (XCAP_MAX_BURST - 1)];
+	if (!m || read_mbuf(s, m, &g, false))
 		return 0;
-	count(b->hook, XCAP_CNT_SEEN);
 
 	__u32 total = MB32(s, cfg.off_pkt_len);
 	__u16 port = b->known ? b->port : MB16(s, cfg.off_port);
@@ -287,8 +299,28 @@ static __always_inline void read_burst(__u64 cookie, __u64 arr, __u64 queue, __u
 			b.known = 1;
 		}
 	}
-	if (b.n)
-		bpf_loop(XCAP_MAX_BURST, mbuf_cb, &b, 0);
+	if (!b.n)
+		return;
+	if (!b.single) {
+		/* One read for the whole array instead of one per mbuf. */
+		struct scratch *s = bpf_map_lookup_elem(&scratch_map, &b.cpu);
+		__u32 bytes = b.n * 8;
+
+		if (!s)
+			return;
+		barrier_var(bytes);
+		if (bytes > sizeof(s->ptrs) || bytes == 0)
+			return;
+		if (bpf_probe_read_user(s->ptrs, bytes, (void *)arr))
+			return;
+	}
+	/* Counted per burst: one map update instead of one per packet. */
+	__u32 key = b.hook * XCAP_CNT_MAX + XCAP_CNT_SEEN;
+	__u64 *seen = bpf_map_lookup_elem(&counters, &key);
+
+	if (seen)
+		*seen += b.n;
+	bpf_loop(XCAP_MAX_BURST, mbuf_cb, &b, 0);
 }
 
 SEC("uprobe")

@@ -3,8 +3,9 @@
 #ifndef __XCAP_DPDK_H
 #define __XCAP_DPDK_H
 
-/* Bytes of an rte_mbuf read at once; every field offset is below this. */
-#define XCAP_MBUF_HDR 128
+/* The first cache line of an rte_mbuf: every field xcap reads but `next`
+ * must lie in it; `next` must lie in the first two lines. */
+#define XCAP_MBUF_LINE 64
 /* Most mbufs one burst is read for (DPDK bursts are 32 to 512). */
 #define XCAP_MAX_BURST 1024
 /* Most segments of one chained mbuf that are followed. */
@@ -27,7 +28,8 @@
 struct xcap_dpdk_config {
 	__u32 snaplen;      /* <= XCAP_MAX_SNAPLEN */
 	__u32 filter;       /* run the spliced filter (xcap_filter.h) */
-	/* rte_mbuf field offsets: pointers 8-aligned, u32 4-, u16 2-aligned */
+	/* rte_mbuf field offsets: pointers 8-aligned, u32 4-, u16 2-aligned;
+	 * all below XCAP_MBUF_LINE but off_next, below 2 * XCAP_MBUF_LINE */
 	__u32 off_buf_addr;
 	__u32 off_data_off; /* u16 */
 	__u32 off_nb_segs;  /* u16 */
