@@ -297,28 +297,37 @@ fn net_pcap_rx_and_tx_equal_dpdk_files() {
     assert!(run.stderr.contains("port 0 net_pcap0"), "{}", run.stderr);
 }
 
+/// Both ways of running the probes: in xcap, and in its helper process.
+const MODES: [&[&str]; 2] = [&[], &["--dpdk-helper"]];
+
 #[test]
 fn filter_lets_only_the_matching_packet_through() {
-    let run = pcap_fixture("dpdk-filter", 30, 1500, &[], &["udp and src port 1004"]);
-    let (rx, tx, _) = split_by_dir(&run);
-    let want = vec![run.input[4].clone()];
-    assert_eq!(rx, want);
-    assert_eq!(tx, want);
+    for mode in MODES {
+        let mut args = mode.to_vec();
+        args.push("udp and src port 1004");
+        let run = pcap_fixture("dpdk-filter", 30, 1500, &[], &args);
+        let (rx, tx, _) = split_by_dir(&run);
+        let want = vec![run.input[4].clone()];
+        assert_eq!(rx, want, "{mode:?}");
+        assert_eq!(tx, want, "{mode:?}");
+    }
 }
 
 #[test]
 fn chained_mbufs_are_captured_whole() {
     // 512-byte mbufs hold 384 bytes of data: large packets span segments.
-    let run = pcap_fixture("dpdk-segs", 20, 1500, &["--mbuf-size=512"], &[]);
-    let (rx, tx, meta) = split_by_dir(&run);
-    assert_eq!(rx, run.input);
-    assert_eq!(tx.len(), 20);
-    let max_segs = meta
-        .iter()
-        .filter_map(|m| m["extra"]["segs"].as_str()?.parse::<u32>().ok())
-        .max()
-        .unwrap_or(1);
-    assert!(max_segs >= 3, "largest packet spans {max_segs} segments");
+    for mode in MODES {
+        let run = pcap_fixture("dpdk-segs", 20, 1500, &["--mbuf-size=512"], mode);
+        let (rx, tx, meta) = split_by_dir(&run);
+        assert_eq!(rx, run.input, "{mode:?}");
+        assert_eq!(tx, run.input, "{mode:?}");
+        let max_segs = meta
+            .iter()
+            .filter_map(|m| m["extra"]["segs"].as_str()?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(1);
+        assert!(max_segs >= 3, "largest packet spans {max_segs} segments");
+    }
 }
 
 #[test]
@@ -456,10 +465,33 @@ fn bad_input_is_one_line_and_exit_2() {
     }
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+
+    // A DPDK application whose ports are not started.
+    let _g = lock();
+    let t = Testpmd::start(&["net_null0".to_string()], &["--disable-device-start"]);
+    let pid = t.pid().to_string();
+    for mode in MODES {
+        let out = Command::new(XCAP)
+            .args(["--source", "dpdk", "--dpdk-pid", &pid])
+            .args(mode)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("has no started DPDK ports"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    t.quit();
 }
 
 #[test]
 fn dpdk_tx_then_kernel_rx_in_one_timeline() {
+    for mode in MODES {
+        mixed(mode);
+    }
+}
+
+fn mixed(mode: &[&str]) {
     let _g = lock();
     let v = VethPair::new();
     let dir = tmpdir("dpdk-mixed");
@@ -487,22 +519,21 @@ fn dpdk_tx_then_kernel_rx_in_one_timeline() {
     };
     let file = dir.join("mixed.pcapng");
     let pid = t.pid().to_string();
-    let cap = Capture::start(
-        xcap_cmd(&[
-            "--source",
-            "kernel,dpdk",
-            "--dpdk-pid",
-            &pid,
-            "--netns",
-            &v.b,
-            "-i",
-            &v.vb,
-            "-w",
-            file.to_str().unwrap(),
-            "ip",
-        ]),
-        "capturing from",
-    );
+    let mut args = vec![
+        "--source",
+        "kernel,dpdk",
+        "--dpdk-pid",
+        &pid,
+        "--netns",
+        &v.b,
+        "-i",
+        &v.vb,
+        "-w",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(mode);
+    args.push("ip");
+    let cap = Capture::start(xcap_cmd(&args), "capturing from");
     t.forward_and_quit(30);
     let (code, stderr) = cap.stop();
     assert_eq!(code, 0, "{stderr}");
@@ -519,7 +550,7 @@ fn dpdk_tx_then_kernel_rx_in_one_timeline() {
                 .zip(&meta)
                 .position(|(p, m)| p.1 == *f && m["source"] == src && m["hook"] == hook)
         };
-        let tx = at("dpdk", "tx_burst").unwrap_or_else(|| panic!("not sent: {stderr}"));
+        let tx = at("dpdk", "tx_burst").unwrap_or_else(|| panic!("not sent {mode:?}: {stderr}"));
         let rx = at("kernel", "tp:net:netif_receive_skb").expect("not received by the kernel");
         assert!(tx < rx, "DPDK sends before the peer receives");
         assert_eq!(meta[tx]["ifname"], "net_af_packet0");

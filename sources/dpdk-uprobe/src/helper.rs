@@ -237,12 +237,19 @@ impl HelperSource {
             );
         }
         // Wait until the helper has attached (or failed).
+        let under = |e: Error| match (bpftime, e) {
+            // Say where it ran: bpftime may refuse what the kernel accepts.
+            (Some(dir), Error::Runtime(m)) => {
+                Error::runtime(format!("under bpftime ({}): {m}", dir.display()))
+            }
+            (_, e) => e,
+        };
         loop {
             match s.frame()? {
                 Some((READY, _)) => break,
-                Some((ERROR, msg)) => return Err(s.failed(&msg)),
+                Some((ERROR, msg)) => return Err(under(s.failed(&msg))),
                 Some(_) => {}
-                None => return Err(s.died()),
+                None => return Err(under(s.died())),
             }
         }
         Ok(s)
