@@ -80,6 +80,22 @@ struct Cli {
     /// matching PATTERN, * and ? as in the shell), and exit.
     #[arg(long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "*")]
     list_hooks: Option<String>,
+    /// Only packets handled while process PID runs (in the kernel: the task
+    /// current at the hook, the sender on the transmit path).
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+    /// Only packets handled while a task named NAME runs (as --pid).
+    #[arg(long, value_name = "NAME")]
+    comm: Option<String>,
+    /// Keep capturing a packet at later hooks once the filter matched it,
+    /// even when NAT or encapsulation changes its headers.
+    #[arg(long)]
+    track: bool,
+    /// For packets seen at several hooks, print the time from the first hook
+    /// to each later one, and min/median/p99 per hop at the end (instead of
+    /// the stdout lines).
+    #[arg(long)]
+    latency: bool,
     /// DPDK source: the application's pid, or the path of its executable
     /// to wait for.
     #[arg(long, value_name = "PID|PATH")]
@@ -146,14 +162,21 @@ fn main() -> ExitCode {
 
 /// The sinks to open: as named, or chosen from -w.
 fn pick_sinks(cli: &Cli) -> Result<Vec<&'static registry::SinkFactory>, Error> {
-    let names: Vec<String> = if !cli.sink.is_empty() {
+    let mut names: Vec<String> = if !cli.sink.is_empty() {
         cli.sink.clone()
     } else if let Some(w) = &cli.write {
         let pcap = w.extension().is_some_and(|e| e == "pcap");
         vec![if pcap { "pcap" } else { "pcapng" }.to_string()]
+    } else if cli.latency {
+        Vec::new()
     } else {
         vec!["stdout".to_string()]
     };
+    if cli.latency {
+        // Both write to stdout: latency lines replace the packet lines.
+        names.retain(|n| n != "stdout");
+        names.push("latency".to_string());
+    }
     let mut out = Vec::new();
     for n in &names {
         let f = registry::sink(n).ok_or_else(|| {
@@ -225,6 +248,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         read_file: cli.read.clone(),
         buffer_kib: cli.buffer,
         filter: filter.clone(),
+        pid: cli.pid,
+        comm: cli.comm.clone(),
+        track: cli.track,
         dpdk: registry::DpdkOptions {
             target: cli.dpdk_pid.clone(),
             hooks: cli.dpdk_hook.clone(),

@@ -358,12 +358,12 @@ fn list_hooks_shows_tracepoints_and_functions() {
     let all = sh(&format!("{XCAP} --list-hooks"));
     assert!(
         all.lines()
-            .any(|l| l.contains("netif_receive_skb\tskb=arg0\ttp_btf")),
+            .any(|l| l.contains("netif_receive_skb\tskb=@1\ttp_btf")),
         "{all}"
     );
     assert!(all.contains("# kernel functions with an skb"), "{all}");
     let tcp = sh(&format!("{XCAP} --list-hooks 'tcp_v4_*'"));
-    assert!(tcp.lines().any(|l| l == "tcp_v4_rcv\tskb=arg0"), "{tcp}");
+    assert!(tcp.lines().any(|l| l == "tcp_v4_rcv\tskb=@1"), "{tcp}");
     assert!(!tcp.contains("udp_"), "{tcp}");
 }
 

@@ -133,4 +133,14 @@ fn function_hooks_in_stock_kernel_match_tcpdump() {
     for other in &ids[1..] {
         assert_eq!(&ids[0], other);
     }
+    // --latency: every packet from ip_rcv to tcp_v4_rcv, with a summary.
+    let lat = std::fs::read_to_string(dir.join("lat.txt")).unwrap_or_default();
+    let n = ids[0].len();
+    assert_eq!(lat.matches("  +").count(), n, "{lat}");
+    assert!(
+        lat.contains(&format!(
+            "fentry:ip_rcv -> fentry:tcp_v4_rcv: {n} packets, min "
+        )),
+        "{lat}"
+    );
 }

@@ -33,6 +33,12 @@ pub struct CaptureConfig {
     /// The filter expression, compiled. Sources that run BPF splice it into
     /// their programs; for the others the bus runs it in userspace.
     pub filter: Option<Arc<crate::Filter>>,
+    /// `--pid`: only packets handled while this process runs.
+    pub pid: Option<u32>,
+    /// `--comm`: only packets handled while a task of this name runs.
+    pub comm: Option<String>,
+    /// `--track`: keep following a packet once the filter matched it.
+    pub track: bool,
     /// Options of the DPDK source.
     pub dpdk: DpdkOptions,
 }

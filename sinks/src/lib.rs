@@ -5,6 +5,7 @@
 //!   type), direction / packet id / queue as standard options, the rest of
 //!   the metadata as a machine-parsable comment, statistics at close;
 //! - `stdout`: one tcpdump-like line per packet, or JSON lines;
+//! - `latency`: per-packet time from the first hook to each later one;
 //! - source `file`: reads pcap or pcapng back (`-r`), metadata included.
 //!
 //! Each registers itself with `inventory`, so linking this crate is enough.
@@ -12,6 +13,7 @@
 mod comment;
 mod decode;
 mod file;
+mod latency;
 mod output;
 mod pcap;
 mod pcapng;
@@ -51,6 +53,15 @@ inventory::submit! {
         help: "one tcpdump-like line per packet on stdout (-v: metadata, --json: JSON lines)",
         writes_file: false,
         open: text::open,
+    }
+}
+
+inventory::submit! {
+    xcap_core::SinkFactory {
+        name: "latency",
+        help: "per packet, the time from the first hook to each later one; min/median/p99 per hop at the end (--latency)",
+        writes_file: false,
+        open: latency::open,
     }
 }
 

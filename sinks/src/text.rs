@@ -193,7 +193,7 @@ fn json_line(p: &Packet, verbose: u8) -> Value {
 }
 
 /// Local wall-clock `HH:MM:SS` of a Unix time, as tcpdump prints it.
-fn local_hms(secs: u64) -> String {
+pub(crate) fn local_hms(secs: u64) -> String {
     let t = secs as libc::time_t;
     // SAFETY: tm is plain old data that localtime_r fills; both pointers are
     // valid for the call.

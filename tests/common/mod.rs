@@ -143,6 +143,10 @@ impl Capture {
         c
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// Wait for the process to end by itself; its stdout (must be piped).
     pub fn wait_output(mut self) -> String {
         let child = self.child.take().unwrap();

@@ -2,7 +2,8 @@
 # Runs inside the VM (Debian's stock kernel, where fentry loads): TCP from
 # namespace a to b over a veth pair, captured in b by tcpdump (inbound) and
 # by xcap at fentry:ip_rcv, fentry:ip_local_deliver, fentry:tcp_v4_rcv and
-# kprobe:ip_protocol_deliver_rcu (the skb in the second argument register).
+# kprobe:ip_protocol_deliver_rcu@2 (the skb named as the second argument);
+# meanwhile a second xcap prints --latency from fentry:ip_rcv to tcp_v4_rcv.
 # Usage: fentry.sh XCAP OUTDIR
 set -u
 X=$1
@@ -22,11 +23,13 @@ S=$!
 ip netns exec b tcpdump -U -n -Q in -i vb -w "$O/t.pcap" tcp 2>"$O/t.err" &
 T=$!
 "$X" --netns b --hook fentry:ip_rcv --hook fentry:ip_local_deliver \
-    --hook fentry:tcp_v4_rcv --hook kprobe:ip_protocol_deliver_rcu -w "$O/x.pcapng" tcp 2>"$O/x.err" &
+    --hook fentry:tcp_v4_rcv --hook kprobe:ip_protocol_deliver_rcu@2 -w "$O/x.pcapng" tcp 2>"$O/x.err" &
 P=$!
-# Wait until both are attached (the VM runs without KVM: slow).
+"$X" --netns b --latency --hook fentry:ip_rcv --hook fentry:tcp_v4_rcv tcp >"$O/lat.txt" 2>"$O/lat.err" &
+L=$!
+# Wait until all are attached (the VM runs without KVM: slow).
 for i in $(seq 1 240); do
-    grep -q capturing "$O/x.err" && grep -q listening "$O/t.err" && break
+    grep -q capturing "$O/x.err" && grep -q capturing "$O/lat.err" && grep -q listening "$O/t.err" && break
     sleep 0.5
 done
 ip netns exec a python3 -c "
@@ -37,9 +40,10 @@ for i in range(5):
 s.close()
 "
 sleep 1
-kill -INT $P $T
+kill -INT $P $T $L
 wait $P
 echo "xcap exit $?" >> "$O/x.err"
+wait $L
 wait $T
 kill $S 2>/dev/null
 echo ok > "$O/done"

@@ -73,6 +73,14 @@ impl KernelBtf {
         Some(skb)
     }
 
+    /// A function's parameters: for each, whether it is a struct sk_buff *.
+    /// None if BTF has no such function.
+    pub fn params(&self, name: &str) -> Option<Vec<bool>> {
+        let f: Func = self.btf.type_by_name(name)?;
+        let proto: FuncProto = f.next_type()?.try_into().ok()?;
+        Some(proto.iter().map(|p| self.is_skb_ptr(p.ty)).collect())
+    }
+
     /// Every kernel function in BTF with an skb parameter: (name, position).
     pub fn skb_functions(&self) -> Vec<(String, usize)> {
         let mut out = Vec::new();

@@ -16,6 +16,11 @@ pub struct XcapConfig {
     pub netns: [u32; MAX_IFACES],
     pub vmemmap_base: u64,
     pub page_offset_base: u64,
+    pub pid: u32,
+    pub track: u32,
+    pub untrack: u32,
+    pub pad: u32,
+    pub comm: [u8; 16],
 }
 
 impl XcapConfig {
@@ -56,6 +61,10 @@ mod tests {
                 "netns",
                 "vmemmap_base",
                 "page_offset_base",
+                "pid",
+                "track",
+                "untrack",
+                "comm",
             ],
         )
         .unwrap();
@@ -73,6 +82,10 @@ mod tests {
                 offset_of!(XcapConfig, netns),
                 offset_of!(XcapConfig, vmemmap_base),
                 offset_of!(XcapConfig, page_offset_base),
+                offset_of!(XcapConfig, pid),
+                offset_of!(XcapConfig, track),
+                offset_of!(XcapConfig, untrack),
+                offset_of!(XcapConfig, comm),
             ]
         );
     }

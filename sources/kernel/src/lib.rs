@@ -60,6 +60,30 @@ struct Hook {
     dir: u8,
 }
 
+/// Tracepoints where skbs are freed: --track forgets them there.
+const FREE_TPS: [&str; 2] = ["kfree_skb", "consume_skb"];
+
+/// `--pid` and `--comm`, checked.
+fn task_filter(cfg: &CaptureConfig) -> Result<(u32, [u8; 16])> {
+    let mut comm = [0u8; 16];
+    if let Some(c) = &cfg.comm {
+        if c.is_empty() || c.len() > 15 {
+            return Err(Error::input(format!(
+                "--comm '{c}': a task name is 1 to 15 bytes (the kernel keeps 15)"
+            )));
+        }
+        comm[..c.len()].copy_from_slice(c.as_bytes());
+    }
+    let pid = match cfg.pid {
+        Some(p) if !std::path::Path::new(&format!("/proc/{p}")).exists() => {
+            return Err(Error::input(format!("--pid {p}: no such process")))
+        }
+        Some(p) => p,
+        None => 0,
+    };
+    Ok((pid, comm))
+}
+
 /// Parse and check the hooks against the kernel's BTF.
 fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
     let mut specs: Vec<String> = if cfg.hooks.is_empty() {
@@ -134,32 +158,75 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
 }
 
 /// A function hook on a named function: `fentry:NAME`, `kprobe:NAME`, or
-/// `NAME` (fentry where the kernel allows it, else kprobe; found by trying).
-/// Anything else (fexit, kretprobe, wildcards, `@N`) is refused by
-/// `refuse_function_hook` with what the kernel allows.
+/// `NAME` (fentry where the kernel allows it, else kprobe; found by trying),
+/// each optionally `@N`: the skb is argument N (from 1) instead of the one
+/// BTF types as `struct sk_buff *`. Anything else (fexit, kretprobe,
+/// wildcards) is refused by `refuse_function_hook` with what the kernel
+/// allows.
 fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
-    let (want, func) = match spec.split_once(':') {
+    let (want, rest) = match spec.split_once(':') {
         Some((b @ ("fentry" | "kprobe"), f)) => (Some(b), f),
         Some(_) => return Err(refuse_function_hook(spec, btf, None)),
         None => (None, spec),
     };
-    let simple = !func.contains(['*', '?', '@']);
-    let Some(Some(arg)) = simple.then(|| btf.function(func)).flatten() else {
+    let (func, at) = match rest.split_once('@') {
+        Some((f, n)) => {
+            let n = match n.parse::<usize>() {
+                Ok(n @ 1..=6) => n - 1,
+                _ => {
+                    return Err(Error::input(format!(
+                        "hook '{spec}': '@{n}' is not an argument number (1 to 6)"
+                    )))
+                }
+            };
+            (f, Some(n))
+        }
+        None => (rest, None),
+    };
+    if func.contains(['*', '?']) {
+        return Err(refuse_function_hook(spec, btf, None));
+    }
+    let Some(params) = btf.params(func) else {
         return Err(refuse_function_hook(spec, btf, None));
     };
-    if arg > 4 {
+    let arg = match at {
+        Some(n) if n >= params.len() => {
+            return Err(Error::input(format!(
+                "hook '{spec}': {func} has {} arguments",
+                params.len()
+            )))
+        }
+        Some(n) => n,
+        None => match params.iter().position(|p| *p) {
+            Some(n) => n,
+            None => return Err(refuse_function_hook(spec, btf, None)),
+        },
+    };
+    // fentry reads the skb through its BTF type: the argument must be one.
+    let typed = params[arg];
+    if want == Some("fentry") && !typed {
         return Err(Error::input(format!(
-            "hook '{spec}': the skb is argument {arg}; xcap handles positions 0 to 4"
+            "hook '{spec}': argument {} of {func} is not a struct sk_buff * in BTF; fentry reads it by its type (kprobe:{func}@{} reads it as an skb)",
+            arg + 1,
+            arg + 1
         )));
     }
     let b = backends::probe(func);
-    let backend = match want {
-        Some("fentry") if b.fentry.is_ok() => "fentry",
-        Some("kprobe") if b.kprobe.is_ok() => "kprobe",
-        None if b.fentry.is_ok() => "fentry",
-        None if b.kprobe.is_ok() => "kprobe",
+    let fentry_ok = b.fentry.is_ok() && typed;
+    let (backend, max) = match want {
+        Some("fentry") if fentry_ok => ("fentry", 5),
+        Some("kprobe") if b.kprobe.is_ok() => ("kprobe", 4),
+        None if fentry_ok => ("fentry", 5),
+        None if b.kprobe.is_ok() => ("kprobe", 4),
         _ => return Err(refuse_function_hook(spec, btf, Some(b))),
     };
+    if arg > max {
+        return Err(Error::input(format!(
+            "hook '{spec}': the skb is argument {}; xcap's {backend} hooks handle arguments 1 to {}",
+            arg + 1,
+            max + 1
+        )));
+    }
     if want.is_none() && backend == "kprobe" {
         eprintln!(
             "xcap: {func}: fentry refused here, using kprobe ({})",
@@ -219,11 +286,11 @@ fn refuse_function_hook(spec: &str, btf: &KernelBtf, probed: Option<backends::Ba
     };
     let b = probed.unwrap_or_else(|| backends::probe(&probe_on));
     let chosen = backend.unwrap_or("fentry/kprobe");
-    // Something works, but not what was asked: fexit, kretprobe, wildcards
-    // and NAME@N are not built yet. (An fentry or kprobe request the kernel
+    // Something works, but not what was asked: fexit, kretprobe and
+    // wildcards are not built yet. (An fentry or kprobe request the kernel
     // refused falls through to "unavailable".)
     let asked_built =
-        matches!(backend, None | Some("fentry" | "kprobe")) && !rest.contains(['*', '?', '@']);
+        matches!(backend, None | Some("fentry" | "kprobe")) && !rest.contains(['*', '?']);
     let asked_works = match backend {
         Some("fentry") => b.fentry.is_ok(),
         Some("kprobe") => b.kprobe.is_ok(),
@@ -231,7 +298,7 @@ fn refuse_function_hook(spec: &str, btf: &KernelBtf, probed: Option<backends::Ba
     };
     if asked_works && !asked_built {
         Error::input(format!(
-            "hook '{spec}': only fentry and kprobe on a named function are built so far ({}); see --list-hooks",
+            "hook '{spec}': only fentry and kprobe on a named function (NAME or NAME@N) are built so far ({}); see --list-hooks",
             b.describe()
         ))
     } else {
@@ -271,14 +338,15 @@ fn list_hooks(pattern: Option<&str>) -> Result<String> {
         .collect();
     let _ = writeln!(
         out,
-        "# tracepoints with an skb ({}): hook, skb argument, backend",
+        "# tracepoints with an skb ({}): hook, skb argument (from 1), backend",
         tps.len()
     );
     for (n, i) in &tps {
         let _ = writeln!(
             out,
-            "tp:{}\tskb=arg{i}\ttp_btf",
-            tracepoint_category(n).map_or(n.clone(), |c| format!("{c}:{n}"))
+            "tp:{}\tskb=@{}\ttp_btf",
+            tracepoint_category(n).map_or(n.clone(), |c| format!("{c}:{n}")),
+            i + 1
         );
     }
     let funcs: Vec<_> = btf
@@ -293,13 +361,13 @@ fn list_hooks(pattern: Option<&str>) -> Result<String> {
         funcs.len(),
         b.describe(),
         if b.any() {
-            "; hook them by NAME (fentry, else kprobe)"
+            "; hook them by NAME or NAME@N (fentry, else kprobe)"
         } else {
             "; none can be hooked here"
         }
     );
     for (n, i) in &funcs {
-        let _ = writeln!(out, "{n}\tskb=arg{i}");
+        let _ = writeln!(out, "{n}\tskb=@{}", i + 1);
     }
     Ok(out)
 }
@@ -397,6 +465,12 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             "too many interfaces: at most {MAX_IFACES} -i options"
         )));
     }
+    let (pid, comm) = task_filter(cfg)?;
+    if cfg.track && cfg.filter.is_none() {
+        return Err(Error::input(
+            "--track follows packets that matched the filter: give a filter expression",
+        ));
+    }
     let (vmemmap_base, page_offset_base) = ksyms::direct_map_vars();
     let ncpus = libbpf_rs::num_possible_cpus()
         .map_err(|e| Error::runtime(format!("cannot count CPUs: {e}")))? as u32;
@@ -422,6 +496,10 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             filter: block.is_some() as u32,
             vmemmap_base,
             page_offset_base,
+            pid,
+            comm,
+            track: cfg.track as u32,
+            untrack: FREE_TPS.contains(&hook.tp.as_str()) as u32,
             ..Default::default()
         };
         for (j, (idx, ns)) in ifaces.iter().enumerate() {
@@ -431,6 +509,27 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         let shared = loaded.first().map(|l| &l.obj);
         let obj = load_hook(hook, &c, block.as_deref(), shared, rb_bytes, ncpus)?;
         loaded.push(Loaded { link: None, obj });
+    }
+    // --track: forget freed skbs at the free tracepoints not captured at.
+    let mut untrackers = Vec::new();
+    if cfg.track {
+        for tp in FREE_TPS {
+            if hooks
+                .iter()
+                .any(|h| h.tp == tp && h.name.starts_with("tp:"))
+            {
+                continue;
+            }
+            let h = Hook {
+                name: Arc::from(format!("untrack:{tp}")),
+                tp: tp.to_string(),
+                prog: format!("xcap_untrack_{}", tp.trim_end_matches("_skb")),
+                dir: 0,
+            };
+            let shared = loaded.first().map(|l| &l.obj);
+            let obj = load_hook(&h, &XcapConfig::default(), None, shared, rb_bytes, ncpus)?;
+            untrackers.push((Loaded { link: None, obj }, h));
+        }
     }
     // Attach only once everything loaded, so a failure leaves nothing behind.
     for (l, hook) in loaded.iter_mut().zip(&hooks) {
@@ -445,6 +544,14 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             prog.attach()
         };
         l.link = Some(link.map_err(|e| load_error(hook, "attach", e))?);
+    }
+    for (l, hook) in untrackers.iter_mut() {
+        let prog = l
+            .obj
+            .progs_mut()
+            .find(|p| p.name() == hook.prog.as_str())
+            .ok_or_else(|| Error::runtime(format!("program {} missing", hook.prog)))?;
+        l.link = Some(prog.attach().map_err(|e| load_error(hook, "attach", e))?);
     }
     Ok(Box::new(KernelSource {
         reasons: if cfg.drops {
@@ -493,7 +600,12 @@ fn load_hook(
     }
     for mut m in open.maps_mut() {
         let name = m.name().to_string_lossy().into_owned();
-        let r = if name == "events" {
+        let r = if name == "tracked" {
+            match shared.and_then(|o| o.maps().find(|m| m.name() == "tracked")) {
+                Some(t) => m.reuse_fd(t.as_fd()),
+                None => Ok(()),
+            }
+        } else if name == "events" {
             match shared.and_then(|o| o.maps().find(|m| m.name() == "events")) {
                 Some(rb) => m.reuse_fd(rb.as_fd()),
                 None => m.set_max_entries(rb_bytes),

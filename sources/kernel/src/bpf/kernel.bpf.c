@@ -54,6 +54,19 @@ struct {
 	__type(value, struct scratch);
 } scratch_map SEC(".maps");
 
+/*
+ * --track: skbs whose packet matched the filter at some hook, so later hooks
+ * capture them even when NAT or encapsulation changed the headers. Shared
+ * by every hook's object; entries go when the skb is freed (kfree_skb and
+ * consume_skb), and LRU bounds what a missed free leaves behind.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} tracked SEC(".maps");
+
 /* Cached values of the kernel's direct-map bases (randomized by KASLR). */
 __u64 vmemmap = 0;
 __u64 page_offset = 0;
@@ -82,6 +95,25 @@ static __always_inline void count(__u32 idx)
 
 	if (v)
 		*v += 1;
+}
+
+/* --pid and --comm: the task running when the hook fires. */
+static __always_inline bool task_selected(void)
+{
+	if (cfg.pid && (bpf_get_current_pid_tgid() >> 32) != cfg.pid)
+		return false;
+	if (cfg.comm[0]) {
+		char comm[16];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		for (int i = 0; i < 16; i++) {
+			if (comm[i] != cfg.comm[i])
+				return false;
+			if (!comm[i])
+				break;
+		}
+	}
+	return true;
 }
 
 static __always_inline bool iface_selected(__u32 ifindex, __u32 netns)
@@ -343,6 +375,8 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	}
 	if (!iface_selected(ifindex, netns))
 		return 0;
+	if (!task_selected())
+		return 0;
 	count(XCAP_CNT_SEEN);
 
 	s = bpf_map_lookup_elem(&scratch_map, &cpu);
@@ -398,8 +432,16 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 			rest = true;
 			r = xcap_filter(s->data, off, total, raw, mem);
 		}
-		if (r != XCAP_FILTER_MATCH)
-			return 0;
+		__u64 key = (__u64)skb;
+
+		if (r != XCAP_FILTER_MATCH) {
+			if (!cfg.track || !bpf_map_lookup_elem(&tracked, &key))
+				return 0;
+		} else if (cfg.track && !cfg.untrack) {
+			__u8 one = 1;
+
+			bpf_map_update_elem(&tracked, &key, &one, BPF_ANY);
+		}
 		count(XCAP_CNT_MATCHED);
 	}
 	if (!rest && !trunc && off < cap)
@@ -450,12 +492,43 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	return 0;
 }
 
+/* After capturing at a hook that frees the skb: forget it (--track). */
+static __always_inline int untrack(__u64 skb)
+{
+	if (cfg.track && cfg.untrack)
+		bpf_map_delete_elem(&tracked, &skb);
+	return 0;
+}
+
+/*
+ * --track without a capture at the free tracepoints: only forget freed
+ * skbs, so their addresses, reused, do not look tracked.
+ */
+SEC("tp_btf/kfree_skb")
+int xcap_untrack_kfree(__u64 *ctx)
+{
+	__u64 key = ctx[0];
+
+	bpf_map_delete_elem(&tracked, &key);
+	return 0;
+}
+
+SEC("tp_btf/consume_skb")
+int xcap_untrack_consume(__u64 *ctx)
+{
+	__u64 key = ctx[0];
+
+	bpf_map_delete_elem(&tracked, &key);
+	return 0;
+}
+
 /* Generic tracepoint hooks: the skb is argument N of the tracepoint. */
 #define TP_ARG(n)                                                                \
 	SEC("tp_btf/netif_receive_skb")                                          \
 	int xcap_tp_arg##n(__u64 *ctx)                                           \
 	{                                                                        \
-		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true); \
+		capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true);       \
+		return untrack(ctx[n]);                                          \
 	}
 TP_ARG(0)
 TP_ARG(1)
@@ -468,7 +541,8 @@ TP_ARG(5)
 SEC("tp_btf/kfree_skb")
 int xcap_kfree_skb(__u64 *ctx)
 {
-	return capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true, true);
+	capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true, true);
+	return untrack(ctx[0]);
 }
 
 /*

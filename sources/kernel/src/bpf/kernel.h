@@ -14,6 +14,11 @@ struct xcap_config {
 	__u32 netns[XCAP_MAX_IFACES];  /* 0: any namespace */
 	__u64 vmemmap_base;   /* address of the kernel variable, 0 if absent */
 	__u64 page_offset_base;
+	__u32 pid;            /* --pid: only while this process runs (0: any) */
+	__u32 track;          /* --track: follow packets once the filter matched */
+	__u32 untrack;        /* this hook frees skbs: forget them after capture */
+	__u32 pad;
+	char comm[16];        /* --comm: only while this task name runs ("": any) */
 };
 
 #endif /* __XCAP_KERNEL_H */
