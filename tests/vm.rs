@@ -111,6 +111,8 @@ fn function_hooks_in_stock_kernel_match_tcpdump() {
         "ip_protocol_deliver_rcu",
         "ip_local_deliver",
         "tcp_v4_rcv",
+        "fexit:tcp_v4_rcv",
+        "kretprobe:ip_rcv",
     ];
     for h in hooks {
         let name = format!("kernel:{h}:vb");
@@ -133,6 +135,23 @@ fn function_hooks_in_stock_kernel_match_tcpdump() {
     for other in &ids[1..] {
         assert_eq!(&ids[0], other);
     }
+    // Return hooks record the return value: 0 (NET_RX_SUCCESS) throughout.
+    let json = sh(&format!(
+        "{XCAP} -r {} --json",
+        dir.join("x.pcapng").display()
+    ));
+    let mut rets = 0;
+    for l in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let h = v["hook"].as_str().unwrap_or_default();
+        if h.starts_with("fexit:") || h.starts_with("kretprobe:") {
+            assert_eq!(v["retval"], 0, "{l}");
+            rets += 1;
+        } else {
+            assert!(v["retval"].is_null(), "{l}");
+        }
+    }
+    assert_eq!(rets, 2 * ids[0].len());
     // --latency: every packet from ip_rcv to tcp_v4_rcv, with a summary.
     let lat = std::fs::read_to_string(dir.join("lat.txt")).unwrap_or_default();
     let n = ids[0].len();

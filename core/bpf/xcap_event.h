@@ -33,6 +33,9 @@ enum xcap_dir {
 enum xcap_flags {
 	XCAP_F_DROP = 1 << 0,  /* drop_reason and location are valid */
 	XCAP_F_STACK = 1 << 1, /* a stack area of XCAP_MAX_STACK slots follows */
+	XCAP_F_RET = 1 << 2,   /* a function returned: location is its return
+				* value, no packet data; it completes the last
+				* packet this thread captured at the hook */
 };
 
 struct xcap_event {

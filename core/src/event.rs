@@ -16,6 +16,7 @@ pub const DIR_IN: u8 = 1;
 pub const DIR_OUT: u8 = 2;
 pub const F_DROP: u16 = 1;
 pub const F_STACK: u16 = 2;
+pub const F_RET: u16 = 4;
 
 pub const CNT_SEEN: usize = 0;
 pub const CNT_LOST: usize = 1;
@@ -190,6 +191,7 @@ mod tests {
                 "XCAP_DIR_OUT",
                 "XCAP_F_DROP",
                 "XCAP_F_STACK",
+                "XCAP_F_RET",
                 "XCAP_CNT_SEEN",
                 "XCAP_CNT_LOST",
                 "XCAP_CNT_TRUNC",
@@ -215,6 +217,7 @@ mod tests {
             DIR_OUT as i64,
             F_DROP as i64,
             F_STACK as i64,
+            F_RET as i64,
             CNT_SEEN as i64,
             CNT_LOST as i64,
             CNT_TRUNC as i64,

@@ -229,8 +229,12 @@ pub fn parse_comment(text: &str, meta: &mut Meta) {
 }
 
 /// The part of a hook after its last `:` (`tp:net:netif_receive_skb` ->
-/// `netif_receive_skb`), for short display.
+/// `netif_receive_skb`), for short display. Return hooks keep their kind
+/// (`fexit:tcp_v4_rcv`): they are another point than the function's entry.
 pub fn hook_short(hook: &str) -> &str {
+    if hook.starts_with("fexit:") || hook.starts_with("kretprobe:") {
+        return hook;
+    }
     hook.rsplit(':').next().unwrap_or(hook)
 }
 

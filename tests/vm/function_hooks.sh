@@ -2,7 +2,8 @@
 # Runs inside the VM (Debian's stock kernel, where fentry loads): TCP from
 # namespace a to b over a veth pair, captured in b by tcpdump (inbound) and
 # by xcap at fentry:ip_rcv, fentry:ip_local_deliver, fentry:tcp_v4_rcv and
-# kprobe:ip_protocol_deliver_rcu@2 (the skb named as the second argument);
+# kprobe:ip_protocol_deliver_rcu@2 (the skb named as the second argument),
+# with return values at fexit:tcp_v4_rcv and kretprobe:ip_rcv;
 # meanwhile a second xcap prints --latency from fentry:ip_rcv to tcp_v4_rcv.
 # Usage: fentry.sh XCAP OUTDIR
 set -u
@@ -23,7 +24,8 @@ S=$!
 ip netns exec b tcpdump -U -n -Q in -i vb -w "$O/t.pcap" tcp 2>"$O/t.err" &
 T=$!
 "$X" --netns b --hook fentry:ip_rcv --hook fentry:ip_local_deliver \
-    --hook fentry:tcp_v4_rcv --hook kprobe:ip_protocol_deliver_rcu@2 -w "$O/x.pcapng" tcp 2>"$O/x.err" &
+    --hook fentry:tcp_v4_rcv --hook kprobe:ip_protocol_deliver_rcu@2 \
+    --hook fexit:tcp_v4_rcv --hook kretprobe:ip_rcv -w "$O/x.pcapng" tcp 2>"$O/x.err" &
 P=$!
 "$X" --netns b --latency --hook fentry:ip_rcv --hook fentry:tcp_v4_rcv tcp >"$O/lat.txt" 2>"$O/lat.err" &
 L=$!

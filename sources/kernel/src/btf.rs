@@ -81,6 +81,23 @@ impl KernelBtf {
         Some(proto.iter().map(|p| self.is_skb_ptr(p.ty)).collect())
     }
 
+    /// A function's return type, None when it returns nothing (void).
+    pub fn returns(&self, name: &str) -> Option<crate::Ret> {
+        let f: Func = self.btf.type_by_name(name)?;
+        let proto = f.next_type()?;
+        let t = proto.next_type()?.skip_mods_and_typedefs();
+        let bytes = t.alignment().ok()?.get().min(8) as u8;
+        let signed = match t.kind() {
+            BtfKind::Int => {
+                let n = t.name().and_then(|n| n.to_str()).unwrap_or_default();
+                !n.contains("unsigned") && n != "_Bool"
+            }
+            BtfKind::Enum | BtfKind::Enum64 => true,
+            _ => false,
+        };
+        Some(crate::Ret { bytes, signed })
+    }
+
     /// Every kernel function in BTF with an skb parameter: (name, position).
     pub fn skb_functions(&self) -> Vec<(String, usize)> {
         let mut out = Vec::new();

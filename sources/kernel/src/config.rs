@@ -19,7 +19,7 @@ pub struct XcapConfig {
     pub pid: u32,
     pub track: u32,
     pub untrack: u32,
-    pub pad: u32,
+    pub ret: u32,
     pub comm: [u8; 16],
 }
 
@@ -64,6 +64,7 @@ mod tests {
                 "pid",
                 "track",
                 "untrack",
+                "ret",
                 "comm",
             ],
         )
@@ -85,6 +86,7 @@ mod tests {
                 offset_of!(XcapConfig, pid),
                 offset_of!(XcapConfig, track),
                 offset_of!(XcapConfig, untrack),
+                offset_of!(XcapConfig, ret),
                 offset_of!(XcapConfig, comm),
             ]
         );

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use libbpf_rs::{Link, MapCore, Object, ObjectBuilder, RingBufferBuilder};
 use xcap_bpf_common::{ring_size, splice_filter, Interned};
-use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, MAX_IFACES, MAX_SNAPLEN};
+use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, F_RET, MAX_IFACES, MAX_SNAPLEN};
 use xcap_core::filter::ebpf::{self, Insn};
 use xcap_core::{
     CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
@@ -49,7 +49,7 @@ inventory::submit! {
 }
 
 /// One capture point.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Hook {
     /// As the user writes it: `tp:net:netif_receive_skb`.
     name: Arc<str>,
@@ -58,6 +58,30 @@ struct Hook {
     /// BPF program that handles it.
     prog: String,
     dir: u8,
+    /// fexit/kretprobe: the program reporting the return, and how wide and
+    /// whether signed the function's return type is.
+    ret: Option<(String, Ret)>,
+}
+
+/// A function's return type, for showing its value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ret {
+    pub bytes: u8,
+    pub signed: bool,
+}
+
+impl Ret {
+    fn value(self, raw: u64) -> i64 {
+        match (self.bytes, self.signed) {
+            (1, true) => raw as i8 as i64,
+            (1, false) => raw as u8 as i64,
+            (2, true) => raw as i16 as i64,
+            (2, false) => raw as u16 as i64,
+            (4, true) => raw as i32 as i64,
+            (4, false) => raw as u32 as i64,
+            _ => raw as i64,
+        }
+    }
 }
 
 /// Tracepoints where skbs are freed: --track forgets them there.
@@ -152,6 +176,7 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
             tp: tp.to_string(),
             prog,
             dir: direction_of(tp),
+            ..Default::default()
         });
     }
     Ok(hooks)
@@ -164,10 +189,13 @@ fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
 /// wildcards) is refused by `refuse_function_hook` with what the kernel
 /// allows.
 fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
-    let (want, rest) = match spec.split_once(':') {
-        Some((b @ ("fentry" | "kprobe"), f)) => (Some(b), f),
+    // fexit is fentry plus a return program; kretprobe is kprobe plus one.
+    let (want, ret_prog, rest) = match spec.split_once(':') {
+        Some((b @ ("fentry" | "kprobe"), f)) => (Some(b), None, f),
+        Some(("fexit", f)) => (Some("fentry"), Some("xcap_fexit"), f),
+        Some(("kretprobe", f)) => (Some("kprobe"), Some("xcap_kretprobe"), f),
         Some(_) => return Err(refuse_function_hook(spec, btf, None)),
-        None => (None, spec),
+        None => (None, None, spec),
     };
     let (func, at) = match rest.split_once('@') {
         Some((f, n)) => {
@@ -206,9 +234,19 @@ fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
     let typed = params[arg];
     if want == Some("fentry") && !typed {
         return Err(Error::input(format!(
-            "hook '{spec}': argument {} of {func} is not a struct sk_buff * in BTF; fentry reads it by its type (kprobe:{func}@{} reads it as an skb)",
+            "hook '{spec}': argument {} of {func} is not a struct sk_buff * in BTF; fentry/fexit read it by its type (kprobe:{func}@{} reads it as an skb)",
             arg + 1,
             arg + 1
+        )));
+    }
+    if ret_prog.is_some() && btf.returns(func).is_none() {
+        return Err(Error::input(format!(
+            "hook '{spec}': {func} returns nothing; use {}:{func}",
+            if ret_prog == Some("xcap_fexit") {
+                "fentry"
+            } else {
+                "kprobe"
+            }
         )));
     }
     let b = backends::probe(func);
@@ -233,11 +271,17 @@ fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
             b.describe()
         );
     }
+    let kind = match (backend, ret_prog) {
+        ("fentry", Some(_)) => "fexit",
+        ("kprobe", Some(_)) => "kretprobe",
+        (b, _) => b,
+    };
     Ok(Hook {
-        name: Arc::from(format!("{backend}:{func}")),
+        name: Arc::from(format!("{kind}:{func}")),
         tp: func.to_string(),
         prog: format!("xcap_{backend}_arg{arg}"),
         dir: direction_of(func),
+        ret: ret_prog.map(|p| (p.to_string(), btf.returns(func).unwrap_or_default())),
     })
 }
 
@@ -286,19 +330,17 @@ fn refuse_function_hook(spec: &str, btf: &KernelBtf, probed: Option<backends::Ba
     };
     let b = probed.unwrap_or_else(|| backends::probe(&probe_on));
     let chosen = backend.unwrap_or("fentry/kprobe");
-    // Something works, but not what was asked: fexit, kretprobe and
-    // wildcards are not built yet. (An fentry or kprobe request the kernel
-    // refused falls through to "unavailable".)
-    let asked_built =
-        matches!(backend, None | Some("fentry" | "kprobe")) && !rest.contains(['*', '?']);
+    // Something works, but not what was asked: wildcards are not built
+    // yet. (A request the kernel refused falls through to "unavailable".)
+    let asked_built = !rest.contains(['*', '?']);
     let asked_works = match backend {
-        Some("fentry") => b.fentry.is_ok(),
-        Some("kprobe") => b.kprobe.is_ok(),
+        Some("fentry" | "fexit") => b.fentry.is_ok(),
+        Some("kprobe" | "kretprobe") => b.kprobe.is_ok(),
         _ => b.any(),
     };
     if asked_works && !asked_built {
         Error::input(format!(
-            "hook '{spec}': only fentry and kprobe on a named function (NAME or NAME@N) are built so far ({}); see --list-hooks",
+            "hook '{spec}': wildcards are not built yet: name the functions one by one ({}); see --list-hooks",
             b.describe()
         ))
     } else {
@@ -426,13 +468,15 @@ fn load_error(hook: &Hook, what: &str, e: libbpf_rs::Error) -> Error {
 /// One loaded hook: the object and its attachment.
 struct Loaded {
     // Declared first so it is dropped (detached) before its object.
-    link: Option<Link>,
+    links: Vec<Link>,
     obj: Object,
 }
 
 pub struct KernelSource {
     hooks: Vec<Hook>,
     loaded: Vec<Loaded>,
+    /// --track's programs that only forget freed skbs.
+    untrackers: Vec<Loaded>,
     reasons: HashMap<u32, String>,
     ksyms: Option<Ksyms>,
 }
@@ -500,6 +544,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             comm,
             track: cfg.track as u32,
             untrack: FREE_TPS.contains(&hook.tp.as_str()) as u32,
+            ret: hook.ret.is_some() as u32,
             ..Default::default()
         };
         for (j, (idx, ns)) in ifaces.iter().enumerate() {
@@ -508,7 +553,10 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         }
         let shared = loaded.first().map(|l| &l.obj);
         let obj = load_hook(hook, &c, block.as_deref(), shared, rb_bytes, ncpus)?;
-        loaded.push(Loaded { link: None, obj });
+        loaded.push(Loaded {
+            links: Vec::new(),
+            obj,
+        });
     }
     // --track: forget freed skbs at the free tracepoints not captured at.
     let mut untrackers = Vec::new();
@@ -524,11 +572,17 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
                 name: Arc::from(format!("untrack:{tp}")),
                 tp: tp.to_string(),
                 prog: format!("xcap_untrack_{}", tp.trim_end_matches("_skb")),
-                dir: 0,
+                ..Default::default()
             };
             let shared = loaded.first().map(|l| &l.obj);
             let obj = load_hook(&h, &XcapConfig::default(), None, shared, rb_bytes, ncpus)?;
-            untrackers.push((Loaded { link: None, obj }, h));
+            untrackers.push((
+                Loaded {
+                    links: Vec::new(),
+                    obj,
+                },
+                h,
+            ));
         }
     }
     // Attach only once everything loaded, so a failure leaves nothing behind.
@@ -543,7 +597,22 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         } else {
             prog.attach()
         };
-        l.link = Some(link.map_err(|e| load_error(hook, "attach", e))?);
+        l.links
+            .push(link.map_err(|e| load_error(hook, "attach", e))?);
+        if let Some((rp, _)) = &hook.ret {
+            let prog = l
+                .obj
+                .progs_mut()
+                .find(|p| p.name() == rp.as_str())
+                .ok_or_else(|| Error::runtime(format!("program {rp} missing")))?;
+            let link = if rp == "xcap_kretprobe" {
+                prog.attach_kprobe(true, &hook.tp)
+            } else {
+                prog.attach()
+            };
+            l.links
+                .push(link.map_err(|e| load_error(hook, "attach", e))?);
+        }
     }
     for (l, hook) in untrackers.iter_mut() {
         let prog = l
@@ -551,7 +620,8 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             .progs_mut()
             .find(|p| p.name() == hook.prog.as_str())
             .ok_or_else(|| Error::runtime(format!("program {} missing", hook.prog)))?;
-        l.link = Some(prog.attach().map_err(|e| load_error(hook, "attach", e))?);
+        l.links
+            .push(prog.attach().map_err(|e| load_error(hook, "attach", e))?);
     }
     Ok(Box::new(KernelSource {
         reasons: if cfg.drops {
@@ -562,6 +632,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         ksyms: (cfg.drops || cfg.stack).then(Ksyms::load),
         hooks,
         loaded,
+        untrackers: untrackers.into_iter().map(|(l, _)| l).collect(),
     }))
 }
 
@@ -576,8 +647,15 @@ fn load_hook(
     let mut open = ObjectBuilder::default()
         .open_memory(BPF_OBJECT)
         .map_err(|e| load_error(hook, "open BPF object for", e))?;
+    let ret_prog = hook.ret.as_ref().map(|(p, _)| p.as_str());
     for mut p in open.progs_mut() {
-        if p.name() == hook.prog.as_str() {
+        if Some(p.name().to_str().unwrap_or_default()) == ret_prog {
+            p.set_autoload(true);
+            if ret_prog == Some("xcap_fexit") {
+                p.set_attach_target(0, Some(hook.tp.clone()))
+                    .map_err(|e| load_error(hook, "target", e))?;
+            }
+        } else if p.name() == hook.prog.as_str() {
             p.set_autoload(true);
             if xcap_bpf_common::debug() {
                 // Verifier statistics (insns processed, states) in the libbpf log.
@@ -644,6 +722,9 @@ struct Decoder<'a> {
     source: Arc<str>,
     wall_offset: u64,
     bad: u64,
+    /// fexit/kretprobe: packets captured at entry, awaiting their return
+    /// record, by (thread, hook); a stack, since calls can nest.
+    held: HashMap<(u32, u32), Vec<Packet>>,
 }
 
 impl Decoder<'_> {
@@ -654,6 +735,30 @@ impl Decoder<'_> {
         };
         let h = r.hdr;
         let hook = self.hooks.get(h.hook as usize)?;
+        if h.flags & F_RET != 0 {
+            // The packet is shown when its function returns, with the value.
+            let mut p = self.held.get_mut(&(h.tid, h.hook))?.pop()?;
+            p.ts_ns = h.ts_ns + self.wall_offset;
+            p.meta.retval = hook.ret.as_ref().map(|(_, r)| r.value(h.location));
+            return Some(p);
+        }
+        let p = self.packet(&r, hook)?;
+        if hook.ret.is_some() {
+            self.held.entry((h.tid, h.hook)).or_default().push(p);
+            return None;
+        }
+        Some(p)
+    }
+
+    /// Packets whose function had not returned when capture stopped.
+    fn unreturned(&mut self) -> Vec<Packet> {
+        let mut v: Vec<Packet> = self.held.drain().flat_map(|(_, p)| p).collect();
+        v.sort_by_key(|p| p.ts_ns);
+        v
+    }
+
+    fn packet(&mut self, r: &event::Record<'_>, hook: &Hook) -> Option<Packet> {
+        let h = r.hdr;
         let ifname = self
             .ifnames
             .get((h.netns, h.ifindex, h.ifname), |k| event::cstr(&k.2).into());
@@ -753,6 +858,7 @@ impl Source for KernelSource {
             source: Arc::from("kernel"),
             wall_offset,
             bad: 0,
+            held: HashMap::new(),
         });
         let events = self.loaded[0]
             .obj
@@ -799,11 +905,13 @@ impl Source for KernelSource {
             }
         }
         // Detach first so nothing new arrives, then drain what is in flight.
-        for l in self.loaded.iter_mut() {
-            l.link = None;
+        for l in self.loaded.iter_mut().chain(self.untrackers.iter_mut()) {
+            l.links.clear();
         }
         if !bus_gone {
             let _ = rb.consume_raw();
+            let mut left = decoder.borrow_mut().unreturned();
+            pending.borrow_mut().append(&mut left);
             let batch = std::mem::take(&mut *pending.borrow_mut());
             delivered += batch.len() as u64;
             ctx.send(batch, u64::MAX);

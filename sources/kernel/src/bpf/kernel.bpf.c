@@ -67,6 +67,17 @@ struct {
 	__type(value, __u8);
 } tracked SEC(".maps");
 
+/*
+ * fexit/kretprobe hooks: packets captured at entry and not yet returned, by
+ * thread. The return program only reports returns of captured calls.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32);
+} returns SEC(".maps");
+
 /* Cached values of the kernel's direct-map bases (randomized by KASLR). */
 __u64 vmemmap = 0;
 __u64 page_offset = 0;
@@ -487,9 +498,60 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 		return 0;
 	__u64 size = HDR_BYTES + (cfg.stack ? STACK_BYTES : 0) + off;
 
-	if (bpf_ringbuf_output(&events, &s->hdr[hdr_off & STACK_BYTES], size, 0))
+	if (bpf_ringbuf_output(&events, &s->hdr[hdr_off & STACK_BYTES], size, 0)) {
+		count(XCAP_CNT_LOST);
+	} else if (cfg.ret) {
+		/* Await this call's return (fexit/kretprobe). */
+		__u32 one = 1, *n = bpf_map_lookup_elem(&returns, &id);
+
+		if (n)
+			*n += 1;
+		else
+			bpf_map_update_elem(&returns, &id, &one, BPF_ANY);
+	}
+	return 0;
+}
+
+/* A function with a captured call returned: report its return value. */
+static __always_inline int returned(__u64 ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 *n = bpf_map_lookup_elem(&returns, &id);
+	struct xcap_event ev = {};
+
+	if (!n || !*n)
+		return 0;
+	if (--*n == 0)
+		bpf_map_delete_elem(&returns, &id);
+	ev.ts_ns = bpf_ktime_get_ns();
+	ev.location = ret;
+	ev.hook = cfg.hook;
+	ev.pid = id >> 32;
+	ev.tid = (__u32)id;
+	ev.cpu = bpf_get_smp_processor_id();
+	ev.dir = cfg.dir;
+	ev.flags = XCAP_F_RET;
+	ev.queue = XCAP_NO_QUEUE;
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
 		count(XCAP_CNT_LOST);
 	return 0;
+}
+
+/* fexit: paired with an fentry capture program in the same object. */
+SEC("fexit/netif_receive_skb")
+int xcap_fexit(__u64 *ctx)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	return returned(ret);
+}
+
+/* kretprobe: paired with a kprobe capture program in the same object. */
+SEC("kretprobe/netif_receive_skb")
+int xcap_kretprobe(struct pt_regs *ctx)
+{
+	return returned(PT_REGS_RC(ctx));
 }
 
 /* After capturing at a hook that frees the skb: forget it (--track). */

@@ -17,7 +17,7 @@ struct xcap_config {
 	__u32 pid;            /* --pid: only while this process runs (0: any) */
 	__u32 track;          /* --track: follow packets once the filter matched */
 	__u32 untrack;        /* this hook frees skbs: forget them after capture */
-	__u32 pad;
+	__u32 ret;            /* fexit/kretprobe: a return record follows */
 	char comm[16];        /* --comm: only while this task name runs ("": any) */
 };
 
