@@ -152,6 +152,47 @@ fn function_hooks_in_stock_kernel_match_tcpdump() {
         }
     }
     assert_eq!(rets, 2 * ids[0].len());
+    // The iptables drop, by function hooks: each ping reaches
+    // __ip_local_out, nf_hook_slow returns -EPERM, ip_output never sees it.
+    let derr = std::fs::read_to_string(dir.join("d.err")).unwrap_or_default();
+    assert!(derr.contains("xcap exit 0"), "{derr}");
+    let json = sh(&format!(
+        "{XCAP} -r {} --json",
+        dir.join("d.pcapng").display()
+    ));
+    let count = |hook: &str| {
+        json.lines()
+            .filter(|l| l.contains(&format!("\"hook\":\"{hook}\"")))
+            .count()
+    };
+    assert_eq!(count("fentry:__ip_local_out"), 3, "{json}");
+    assert_eq!(count("fexit:nf_hook_slow"), 3, "{json}");
+    assert_eq!(
+        count("kprobe:ip_output") + count("fentry:ip_output"),
+        0,
+        "{json}"
+    );
+    for l in json.lines().filter(|l| l.contains("nf_hook_slow")) {
+        assert!(l.contains("\"retval\":-1"), "-EPERM: {l}");
+    }
+    // A wildcard: every tcp_* function with an skb, by one multi-attached
+    // program; tcp_v4_rcv among them sees what tcpdump saw.
+    let werr = std::fs::read_to_string(dir.join("w.err")).unwrap_or_default();
+    assert!(werr.contains("xcap exit 0"), "{werr}");
+    let w = by_iface(&dir.join("w.pcapng"));
+    let at_rcv = w
+        .get("kernel:tcp_v4_rcv:vb")
+        .unwrap_or_else(|| panic!("no tcp_v4_rcv in the wildcard: {:?}", w.keys()));
+    let bag = at_rcv.iter().fold(BTreeMap::new(), |mut m, p| {
+        *m.entry(p.1.clone()).or_insert(0) += 1;
+        m
+    });
+    assert_eq!(bag, want, "tcp_* at tcp_v4_rcv: same packets as tcpdump");
+    assert!(
+        w.len() >= 3,
+        "several tcp_* functions saw packets: {:?}",
+        w.keys()
+    );
     // --latency: every packet from ip_rcv to tcp_v4_rcv, with a summary.
     let lat = std::fs::read_to_string(dir.join("lat.txt")).unwrap_or_default();
     let n = ids[0].len();

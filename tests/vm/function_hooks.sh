@@ -4,7 +4,8 @@
 # by xcap at fentry:ip_rcv, fentry:ip_local_deliver, fentry:tcp_v4_rcv and
 # kprobe:ip_protocol_deliver_rcu@2 (the skb named as the second argument),
 # with return values at fexit:tcp_v4_rcv and kretprobe:ip_rcv;
-# meanwhile a second xcap prints --latency from fentry:ip_rcv to tcp_v4_rcv.
+# meanwhile a second xcap prints --latency from fentry:ip_rcv to tcp_v4_rcv,
+# and a third hooks every tcp_* function that takes an skb (kprobe-multi).
 # Usage: fentry.sh XCAP OUTDIR
 set -u
 X=$1
@@ -29,9 +30,12 @@ T=$!
 P=$!
 "$X" --netns b --latency --hook fentry:ip_rcv --hook fentry:tcp_v4_rcv tcp >"$O/lat.txt" 2>"$O/lat.err" &
 L=$!
+"$X" --netns b --hook 'tcp_*' -w "$O/w.pcapng" tcp 2>"$O/w.err" &
+W=$!
 # Wait until all are attached (the VM runs without KVM: slow).
 for i in $(seq 1 240); do
-    grep -q capturing "$O/x.err" && grep -q capturing "$O/lat.err" && grep -q listening "$O/t.err" && break
+    grep -q capturing "$O/x.err" && grep -q capturing "$O/lat.err" && grep -q capturing "$O/w.err" &&
+        grep -q listening "$O/t.err" && break
     sleep 0.5
 done
 ip netns exec a python3 -c "
@@ -42,10 +46,27 @@ for i in range(5):
 s.close()
 "
 sleep 1
-kill -INT $P $T $L
+kill -INT $P $T $L $W
 wait $P
 echo "xcap exit $?" >> "$O/x.err"
 wait $L
+wait $W
+echo "xcap exit $?" >> "$O/w.err"
 wait $T
 kill $S 2>/dev/null
+# The iptables case: pings dropped in OUTPUT, found by function hooks: seen
+# at __ip_local_out, nf_hook_slow returns -EPERM, never at ip_output.
+ip netns exec a iptables -A OUTPUT -p icmp -j DROP
+"$X" --netns a --hook fentry:__ip_local_out --hook fexit:nf_hook_slow --hook ip_output \
+    -w "$O/d.pcapng" icmp 2>"$O/d.err" &
+D=$!
+for i in $(seq 1 240); do
+    grep -q capturing "$O/d.err" && break
+    sleep 0.5
+done
+ip netns exec a ping -c 3 -i 0.2 -W 1 10.0.0.2 >/dev/null 2>&1
+sleep 1
+kill -INT $D
+wait $D
+echo "xcap exit $?" >> "$O/d.err"
 echo ok > "$O/done"

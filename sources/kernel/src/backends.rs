@@ -11,6 +11,8 @@ const PROBE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.bpf.
 pub struct Backends {
     pub fentry: Result<(), String>,
     pub kprobe: Result<(), String>,
+    /// One program attached to many functions at once (wildcards).
+    pub kprobe_multi: Result<(), String>,
 }
 
 impl Backends {
@@ -45,6 +47,7 @@ pub fn probe(func: &str) -> Backends {
     let b = Backends {
         fentry: try_fentry(func),
         kprobe: try_kprobe(func),
+        kprobe_multi: try_kprobe_multi(func),
     };
     libbpf_rs::set_print(prev.or(Some((PrintLevel::Warn, |_, _| {}))));
     b
@@ -90,4 +93,38 @@ fn try_kprobe(func: &str) -> Result<(), String> {
             why(&e)
         }
     })
+}
+
+fn try_kprobe_multi(func: &str) -> Result<(), String> {
+    let o = open("xcap_probe_kprobe_multi")?;
+    let obj = o.load().map_err(|e| why(&e))?;
+    let p = obj
+        .progs_mut()
+        .find(|p| p.name() == "xcap_probe_kprobe_multi")
+        .ok_or("probe program missing")?;
+    p.attach_kprobe_multi(false, vec![func])
+        .map(drop)
+        .map_err(|e| why(&e))
+}
+
+/// The functions ftrace can probe (`available_filter_functions`), without
+/// the inlined and notrace ones BTF still lists; tracefs is mounted if it
+/// is not. None when the kernel does not let us read it.
+pub fn traceable_functions() -> Option<std::collections::HashSet<String>> {
+    let dir = std::path::Path::new("/sys/kernel/tracing");
+    let file = dir.join("available_filter_functions");
+    if !file.exists() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "tracefs", "nodev"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let text = std::fs::read_to_string(file).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect(),
+    )
 }

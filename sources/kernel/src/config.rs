@@ -20,6 +20,8 @@ pub struct XcapConfig {
     pub track: u32,
     pub untrack: u32,
     pub ret: u32,
+    pub nr_hooks: u32,
+    pub pad: u32,
     pub comm: [u8; 16],
 }
 
@@ -65,6 +67,7 @@ mod tests {
                 "track",
                 "untrack",
                 "ret",
+                "nr_hooks",
                 "comm",
             ],
         )
@@ -87,6 +90,7 @@ mod tests {
                 offset_of!(XcapConfig, track),
                 offset_of!(XcapConfig, untrack),
                 offset_of!(XcapConfig, ret),
+                offset_of!(XcapConfig, nr_hooks),
                 offset_of!(XcapConfig, comm),
             ]
         );

@@ -100,9 +100,14 @@ struct bio_vec___old {
 #define ARPHRD_ETHER 1
 #define ARPHRD_LOOPBACK 772
 
-static __always_inline void count(__u32 idx)
+/*
+ * Per-hook counters. An object serves one hook, or, multi-attached, the
+ * hooks cfg.hook .. cfg.hook + cfg.nr_hooks - 1: hook slot (hook - cfg.hook).
+ */
+static __always_inline void count(__u32 hook, __u32 idx)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	__u32 key = (hook - cfg.hook) * XCAP_CNT_MAX + idx;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
 
 	if (v)
 		*v += 1;
@@ -330,7 +335,7 @@ static __always_inline __u32 copy_rest(struct sk_buff *skb, unsigned char *head,
 #define SKB(skb, f, btf) ((btf) ? (skb)->f : BPF_CORE_READ((skb), f))
 
 static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
-				   bool drop, const bool btf)
+				   bool drop, const bool btf, __u32 hook, __u8 dir)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct net_device *dev = SKB(skb, dev, btf);
@@ -388,7 +393,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 		return 0;
 	if (!task_selected())
 		return 0;
-	count(XCAP_CNT_SEEN);
+	count(hook, XCAP_CNT_SEEN);
 
 	s = bpf_map_lookup_elem(&scratch_map, &cpu);
 	if (!s)
@@ -453,19 +458,19 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 
 			bpf_map_update_elem(&tracked, &key, &one, BPF_ANY);
 		}
-		count(XCAP_CNT_MATCHED);
+		count(hook, XCAP_CNT_MATCHED);
 	}
 	if (!rest && !trunc && off < cap)
 		off = copy_rest(skb, head, off, cap, cpu, &trunc);
 	if (trunc)
-		count(XCAP_CNT_TRUNC);
+		count(hook, XCAP_CNT_TRUNC);
 
 	__u64 id = bpf_get_current_pid_tgid();
 
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->skb = (__u64)skb;
 	ev->location = location;
-	ev->hook = cfg.hook;
+	ev->hook = hook;
 	ev->cap_len = off;
 	ev->orig_len = total;
 	ev->ifindex = ifindex;
@@ -475,7 +480,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	ev->cpu = cpu;
 	ev->drop_reason = reason;
 	ev->protocol = SKB(skb, protocol, btf);
-	ev->dir = cfg.dir;
+	ev->dir = dir;
 	ev->flags = drop ? XCAP_F_DROP : 0;
 	ev->queue = XCAP_NO_QUEUE;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
@@ -499,7 +504,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	__u64 size = HDR_BYTES + (cfg.stack ? STACK_BYTES : 0) + off;
 
 	if (bpf_ringbuf_output(&events, &s->hdr[hdr_off & STACK_BYTES], size, 0)) {
-		count(XCAP_CNT_LOST);
+		count(hook, XCAP_CNT_LOST);
 	} else if (cfg.ret) {
 		/* Await this call's return (fexit/kretprobe). */
 		__u32 one = 1, *n = bpf_map_lookup_elem(&returns, &id);
@@ -533,7 +538,7 @@ static __always_inline int returned(__u64 ret)
 	ev.flags = XCAP_F_RET;
 	ev.queue = XCAP_NO_QUEUE;
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
-		count(XCAP_CNT_LOST);
+		count(cfg.hook, XCAP_CNT_LOST);
 	return 0;
 }
 
@@ -589,7 +594,7 @@ int xcap_untrack_consume(__u64 *ctx)
 	SEC("tp_btf/netif_receive_skb")                                          \
 	int xcap_tp_arg##n(__u64 *ctx)                                           \
 	{                                                                        \
-		capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true);       \
+		capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true, cfg.hook, cfg.dir); \
 		return untrack(ctx[n]);                                          \
 	}
 TP_ARG(0)
@@ -603,7 +608,8 @@ TP_ARG(5)
 SEC("tp_btf/kfree_skb")
 int xcap_kfree_skb(__u64 *ctx)
 {
-	capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true, true);
+	capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true, true, cfg.hook,
+		cfg.dir);
 	return untrack(ctx[0]);
 }
 
@@ -615,7 +621,7 @@ int xcap_kfree_skb(__u64 *ctx)
 	SEC("fentry/netif_receive_skb")                                          \
 	int xcap_fentry_arg##n(__u64 *ctx)                                       \
 	{                                                                        \
-		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true); \
+		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true, cfg.hook, cfg.dir); \
 	}
 FENTRY_ARG(0)
 FENTRY_ARG(1)
@@ -629,10 +635,46 @@ FENTRY_ARG(5)
 	SEC("kprobe/netif_receive_skb")                                          \
 	int xcap_kprobe_arg##n(struct pt_regs *ctx)                              \
 	{                                                                        \
-		return capture(ctx, (struct sk_buff *)parm(ctx), 0, 0, false, false); \
+		return capture(ctx, (struct sk_buff *)parm(ctx), 0, 0, false, false, cfg.hook, cfg.dir); \
 	}
 KPROBE_ARG(0, PT_REGS_PARM1)
 KPROBE_ARG(1, PT_REGS_PARM2)
 KPROBE_ARG(2, PT_REGS_PARM3)
 KPROBE_ARG(3, PT_REGS_PARM4)
 KPROBE_ARG(4, PT_REGS_PARM5)
+
+/*
+ * Many functions, one program: wildcards attach this with kprobe-multi (or
+ * kprobe by kprobe where the kernel has no multi-attach), one verification
+ * for every function. The attach cookie names the function's hook index
+ * (bits 0-31), its skb argument (32-39) and direction (40-47).
+ */
+static __always_inline int capture_cookie(struct pt_regs *ctx)
+{
+	__u64 ck = bpf_get_attach_cookie(ctx);
+	__u32 n = (ck >> 32) & 0xff;
+	__u64 a0 = PT_REGS_PARM1(ctx), a1 = PT_REGS_PARM2(ctx), a2 = PT_REGS_PARM3(ctx);
+	__u64 a3 = PT_REGS_PARM4(ctx), a4 = PT_REGS_PARM5(ctx);
+
+	/* The verifier wants constant context offsets: load all, then pick. */
+	barrier_var(a0);
+	barrier_var(a1);
+	barrier_var(a2);
+	barrier_var(a3);
+	barrier_var(a4);
+	__u64 skb = n == 0 ? a0 : n == 1 ? a1 : n == 2 ? a2 : n == 3 ? a3 : a4;
+
+	return capture(ctx, (struct sk_buff *)skb, 0, 0, false, false, (__u32)ck, (ck >> 40) & 0xff);
+}
+
+SEC("kprobe.multi")
+int xcap_kprobe_multi(struct pt_regs *ctx)
+{
+	return capture_cookie(ctx);
+}
+
+SEC("kprobe/netif_receive_skb")
+int xcap_kprobe_each(struct pt_regs *ctx)
+{
+	return capture_cookie(ctx);
+}

@@ -4,7 +4,8 @@
 #define __XCAP_KERNEL_H
 
 struct xcap_config {
-	__u32 hook;           /* index reported in every event */
+	__u32 hook;           /* index reported in every event (the first, when
+			       * the object serves several hooks) */
 	__u32 snaplen;        /* <= XCAP_MAX_SNAPLEN */
 	__u32 dir;            /* enum xcap_dir of this hook */
 	__u32 stack;          /* record kernel stacks */
@@ -18,6 +19,8 @@ struct xcap_config {
 	__u32 track;          /* --track: follow packets once the filter matched */
 	__u32 untrack;        /* this hook frees skbs: forget them after capture */
 	__u32 ret;            /* fexit/kretprobe: a return record follows */
+	__u32 nr_hooks;       /* hooks this object serves, from `hook` on */
+	__u32 pad;
 	char comm[16];        /* --comm: only while this task name runs ("": any) */
 };
 

@@ -20,3 +20,9 @@ int xcap_probe_kprobe(void *ctx)
 {
 	return 0;
 }
+
+SEC("kprobe.multi")
+int xcap_probe_kprobe_multi(void *ctx)
+{
+	return 0;
+}

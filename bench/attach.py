@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Time from start to capturing, for 1, about 100 and every (about 1,500)
+function hook, in a VM running Debian's stock kernel (this machine's kernel
+refuses fentry and has no kprobes). virtme-ng boots it under qemu without
+KVM, so absolute times are slower than on hardware; pwru's published figure
+for 1,500 kprobes is 4 to 5 s. Run as root after scripts/setup:
+
+    sudo python3 bench/attach.py --runs 3
+"""
+
+import argparse
+import glob
+import os
+import statistics
+import subprocess
+import tempfile
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--xcap", default="target/release/xcap")
+    a = ap.parse_args()
+    kernel = sorted(glob.glob("/boot/vmlinuz-*"))[-1]
+    d = tempfile.mkdtemp(prefix="xcap-attach-")
+    out = os.path.join(d, "times")
+    script = os.path.abspath("bench/attach_vm.sh")
+    subprocess.run(["timeout", "1500", "vng", "--run", kernel, "--disable-kvm", "--memory",
+                    "2G", "--cpus", "2", "--rwdir", d, "--exec",
+                    f"{script} {os.path.abspath(a.xcap)} {out} {a.runs}"],
+                   check=False, capture_output=True)
+    rows = {}
+    for line in open(out):
+        parts = line.split()
+        if len(parts) == 3:
+            rows.setdefault(parts[0], []).append((int(parts[1]), int(parts[2])))
+    print(f"VM: {os.path.basename(kernel)}, qemu without KVM, 2 vCPUs; median of {a.runs} runs "
+          "(one run for every function)\n")
+    print("| hooks | functions | start to capturing (s) |")
+    print("|---|---|---|")
+    for label, v in rows.items():
+        n = v[0][0]
+        ms = statistics.median(x[1] for x in v)
+        print(f"| `{label}` | {n} | {ms / 1000:.2f} |")
+    errs = out + ".err"
+    if os.path.exists(errs):
+        text = open(errs).read().strip()
+        if text:
+            print("\nstderr:\n" + text[:2000])
+
+
+if __name__ == "__main__":
+    main()
