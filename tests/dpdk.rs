@@ -186,6 +186,15 @@ fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     }
 }
 
+/// The net_pcap port of the fixture: reads DIR/in.pcap, writes DIR/out.pcap.
+fn pcap_vdev(dir: &Path) -> String {
+    format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        dir.join("in.pcap").display(),
+        dir.join("out.pcap").display()
+    )
+}
+
 /// What xcap recorded per packet: (hook, ifname, dir, queue, extra).
 fn metadata(file: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(XCAP)
@@ -215,11 +224,7 @@ fn pcap_fixture(name: &str, nframes: usize, max: usize, testpmd: &[&str], xcap: 
     let dir = tmpdir(name);
     let input = frames(nframes, max);
     write_pcap(&dir.join("in.pcap"), &input);
-    let vdev = format!(
-        "net_pcap0,rx_pcap={},tx_pcap={}",
-        dir.join("in.pcap").display(),
-        dir.join("out.pcap").display()
-    );
+    let vdev = pcap_vdev(&dir);
     let mut args = vec!["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"];
     args.extend_from_slice(testpmd);
     let t = Testpmd::start(&[vdev], &args);
@@ -395,11 +400,7 @@ fn waits_for_an_application_started_later() {
         ]),
         "waiting for a process",
     );
-    let vdev = format!(
-        "net_pcap0,rx_pcap={},tx_pcap={}",
-        dir.join("in.pcap").display(),
-        dir.join("out.pcap").display()
-    );
+    let vdev = pcap_vdev(&dir);
     let t = Testpmd::start(
         &[vdev],
         &["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"],
@@ -499,11 +500,7 @@ fn mixed(mode: &[&str]) {
     write_pcap(&dir.join("in.pcap"), &input);
     // Port 0 reads in.pcap, port 1 sends on the veth (net_af_packet):
     // paired io forwarding puts every packet of the file on the wire.
-    let pcap = format!(
-        "net_pcap0,rx_pcap={},tx_pcap={}",
-        dir.join("in.pcap").display(),
-        dir.join("out.pcap").display()
-    );
+    let pcap = pcap_vdev(&dir);
     let afp = format!("net_af_packet0,iface={}", v.va);
     // testpmd runs inside namespace a, where the veth end va lives.
     let t = {
@@ -592,11 +589,7 @@ fn follows_a_port_attached_while_capturing() {
     let _g = lock();
     let dir = tmpdir("dpdk-hotplug");
     write_pcap(&dir.join("in.pcap"), &frames(5, 300));
-    let vdev = format!(
-        "net_pcap0,rx_pcap={},tx_pcap={}",
-        dir.join("in.pcap").display(),
-        dir.join("out.pcap").display()
-    );
+    let vdev = pcap_vdev(&dir);
     let mut t = Testpmd::start(
         &[vdev],
         &["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"],
@@ -667,11 +660,7 @@ fn detaching_leaves_the_application_as_it_was() {
     let dir = tmpdir("dpdk-detach");
     let input = frames(8, 400);
     write_pcap(&dir.join("in.pcap"), &input);
-    let vdev = format!(
-        "net_pcap0,rx_pcap={},tx_pcap={}",
-        dir.join("in.pcap").display(),
-        dir.join("out.pcap").display()
-    );
+    let vdev = pcap_vdev(&dir);
     let t = Testpmd::start(
         &[vdev],
         &["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"],

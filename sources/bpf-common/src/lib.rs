@@ -132,6 +132,20 @@ pub fn splice_filter_elf(elf: &[u8], block: &[Insn]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Write a program's read-only configuration (its `.rodata`, a `const
+/// volatile` struct) before load; `what` names the C struct for errors.
+pub fn write_rodata(m: &mut libbpf_rs::OpenMapMut<'_>, bytes: &[u8], what: &str) -> Result<()> {
+    match m.initial_value_mut() {
+        Some(v) if v.len() == bytes.len() => {
+            v.copy_from_slice(bytes);
+            Ok(())
+        }
+        _ => Err(Error::runtime(format!(
+            "BPF object's .rodata does not match {what}"
+        ))),
+    }
+}
+
 /// Sum over CPUs of the u64 at `key` of a per-CPU array; 0 if unreadable.
 pub fn percpu_sum(map: &libbpf_rs::Map<'_>, key: u32) -> u64 {
     match map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {

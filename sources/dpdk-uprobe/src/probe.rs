@@ -462,18 +462,8 @@ fn load(opts: &Options, mbuf: &Mbuf) -> Result<Object> {
         } else if name == "scratch_map" {
             m.set_max_entries(ncpus)
         } else if name.ends_with(".rodata") {
-            let bytes = cfg.as_bytes();
-            match m.initial_value_mut() {
-                Some(v) if v.len() == bytes.len() => {
-                    v.copy_from_slice(bytes);
-                    Ok(())
-                }
-                _ => {
-                    return Err(Error::runtime(
-                        "BPF object's .rodata does not match struct xcap_dpdk_config",
-                    ))
-                }
-            }
+            xcap_bpf_common::write_rodata(&mut m, cfg.as_bytes(), "struct xcap_dpdk_config")?;
+            Ok(())
         } else {
             Ok(())
         };

@@ -890,18 +890,8 @@ fn load_hook(
         } else if name == "counters" {
             m.set_max_entries(cfg.nr_hooks.max(1) * event::CNT_MAX as u32)
         } else if name.ends_with(".rodata") {
-            let bytes = cfg.as_bytes();
-            match m.initial_value_mut() {
-                Some(v) if v.len() == bytes.len() => {
-                    v.copy_from_slice(bytes);
-                    Ok(())
-                }
-                _ => {
-                    return Err(Error::runtime(
-                        "BPF object's .rodata does not match struct xcap_config",
-                    ))
-                }
-            }
+            xcap_bpf_common::write_rodata(&mut m, cfg.as_bytes(), "struct xcap_config")?;
+            Ok(())
         } else {
             Ok(())
         };
