@@ -193,6 +193,52 @@ fn function_hooks_in_stock_kernel_match_tcpdump() {
         "several tcp_* functions saw packets: {:?}",
         w.keys()
     );
+    // The IP header not built yet at __ip_queue_xmit, synthesized from the
+    // socket (the TCP header and payload are the packet's own), matched by
+    // the filter; against tcpdump -Q out on the sender.
+    let serr = std::fs::read_to_string(dir.join("s.err")).unwrap_or_default();
+    assert!(serr.contains("xcap exit 0"), "{serr}");
+    let out = read_packets(&dir.join("to.pcap"));
+    assert!(out.len() >= 8, "tcpdump saw the sender: {}", out.len());
+    let spk = read_packets(&dir.join("s.pcapng"));
+    let smeta: Vec<serde_json::Value> = sh(&format!(
+        "{XCAP} -r {} --json",
+        dir.join("s.pcapng").display()
+    ))
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert_eq!(spk.len(), smeta.len());
+    for m in &smeta {
+        assert_eq!(m["hook"], "fentry:__ip_queue_xmit", "{m}");
+        assert_eq!(m["extra"]["synth"], "ip", "{m}");
+    }
+    // tcpdump's frames are Ethernet: compare from the IP header on. The
+    // last ACK after the peer's FIN leaves through ip_send_unicast_reply,
+    // not __ip_queue_xmit: every synthesized packet is one tcpdump saw,
+    // and every one that carried data is there.
+    let real: Vec<&[u8]> = out.iter().map(|p| &p.1[14..]).collect();
+    for (s, m) in spk.iter().zip(&smeta) {
+        assert_eq!(s.0, 101, "raw IP: {m}");
+        let hit = real.iter().any(|r| {
+            s.1[9] == r[9]
+                && s.1[2..4] == r[2..4]
+                && s.1[12..20] == r[12..20]
+                && s.1[20..] == r[20..]
+        });
+        assert!(hit, "synthesized packet not sent as such: {m}");
+    }
+    let data: Vec<&&[u8]> = real
+        .iter()
+        .filter(|r| r.len() > 20 + ((r[32] >> 4) as usize) * 4)
+        .collect();
+    assert_eq!(data.len(), 5, "five writes");
+    for r in data {
+        assert!(
+            spk.iter().any(|s| s.1[20..] == r[20..]),
+            "data packet missing"
+        );
+    }
     // --latency: every packet from ip_rcv to tcp_v4_rcv, with a summary.
     let lat = std::fs::read_to_string(dir.join("lat.txt")).unwrap_or_default();
     let n = ids[0].len();

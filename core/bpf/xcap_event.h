@@ -36,6 +36,7 @@ enum xcap_flags {
 	XCAP_F_RET = 1 << 2,   /* a function returned: location is its return
 				* value, no packet data; it completes the last
 				* packet this thread captured at the hook */
+	XCAP_F_SYNTH_L3 = 1 << 3, /* the IP header was made up from the socket */
 };
 
 struct xcap_event {

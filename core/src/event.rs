@@ -17,6 +17,7 @@ pub const DIR_OUT: u8 = 2;
 pub const F_DROP: u16 = 1;
 pub const F_STACK: u16 = 2;
 pub const F_RET: u16 = 4;
+pub const F_SYNTH_L3: u16 = 8;
 
 pub const CNT_SEEN: usize = 0;
 pub const CNT_LOST: usize = 1;
@@ -192,6 +193,7 @@ mod tests {
                 "XCAP_F_DROP",
                 "XCAP_F_STACK",
                 "XCAP_F_RET",
+                "XCAP_F_SYNTH_L3",
                 "XCAP_CNT_SEEN",
                 "XCAP_CNT_LOST",
                 "XCAP_CNT_TRUNC",
@@ -218,6 +220,7 @@ mod tests {
             F_DROP as i64,
             F_STACK as i64,
             F_RET as i64,
+            F_SYNTH_L3 as i64,
             CNT_SEEN as i64,
             CNT_LOST as i64,
             CNT_TRUNC as i64,

@@ -32,10 +32,16 @@ P=$!
 L=$!
 "$X" --netns b --hook 'tcp_*' -w "$O/w.pcapng" tcp 2>"$O/w.err" &
 W=$!
+# The sending side, before IP wrote its header: synthesized from the
+# socket, filtered on; tcpdump -Q out on va is the oracle.
+"$X" --netns a --hook fentry:__ip_queue_xmit -w "$O/s.pcapng" tcp dst port 5001 2>"$O/s.err" &
+Y=$!
+ip netns exec a tcpdump -U -n -Q out -i va -w "$O/to.pcap" tcp dst port 5001 2>"$O/to.err" &
+TO=$!
 # Wait until all are attached (the VM runs without KVM: slow).
 for i in $(seq 1 240); do
     grep -q capturing "$O/x.err" && grep -q capturing "$O/lat.err" && grep -q capturing "$O/w.err" &&
-        grep -q listening "$O/t.err" && break
+        grep -q capturing "$O/s.err" && grep -q listening "$O/t.err" && grep -q listening "$O/to.err" && break
     sleep 0.5
 done
 ip netns exec a python3 -c "
@@ -46,12 +52,15 @@ for i in range(5):
 s.close()
 "
 sleep 1
-kill -INT $P $T $L $W
+kill -INT $P $T $L $W $Y $TO
 wait $P
 echo "xcap exit $?" >> "$O/x.err"
 wait $L
 wait $W
 echo "xcap exit $?" >> "$O/w.err"
+wait $Y
+echo "xcap exit $?" >> "$O/s.err"
+wait $TO
 wait $T
 kill $S 2>/dev/null
 # The iptables case: pings dropped in OUTPUT, found by function hooks: seen

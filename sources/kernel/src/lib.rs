@@ -965,6 +965,10 @@ impl Decoder<'_> {
             packet_id: Some(h.skb),
             ..Default::default()
         };
+        // Headers made up from the socket before the stack wrote them.
+        if h.flags & event::F_SYNTH_L3 != 0 {
+            meta.extra.push(("synth".into(), "ip".into()));
+        }
         if h.flags & F_DROP != 0 {
             meta.drop_reason = Some(
                 self.reasons

@@ -43,6 +43,13 @@ struct {
 #define DATA_OFF (HDR_BYTES + STACK_BYTES)
 #define SCRATCH_DATA (2 * XCAP_MAX_SNAPLEN)
 struct scratch {
+	/*
+	 * Values kept in memory on purpose: the verifier then sees them as
+	 * unknown numbers, not as one of a few constants that would split
+	 * the rest of the program into as many states (synth_headers).
+	 */
+	__u32 synth_len;
+	__u32 synth_flags;
 	__u8 hdr[HDR_BYTES + STACK_BYTES];
 	__u8 data[SCRATCH_DATA];
 };
@@ -326,6 +333,50 @@ static __always_inline __u32 copy_rest(struct sk_buff *skb, unsigned char *head,
 	return c.off;
 }
 
+#define AF_INET 2
+#define AF_INET6 10
+
+/*
+ * Headers not yet built: on the way out of a socket, before IP has written
+ * its header (__ip_queue_xmit, ip6_xmit), the skb starts at the transport
+ * header. Write the IPv4 or IPv6 header it will get, from the socket, into
+ * s->data; the rest is the packet's own. Returns its length, 0 when the
+ * socket is not IPv4/IPv6 or there is no transport header yet (the skb
+ * then holds only payload: nothing honest to show in front of it).
+ */
+static __always_inline __u32 synth_headers(struct scratch *s, struct sock *sk, __u32 len)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u8 proto = BPF_CORE_READ(sk, sk_protocol);
+	__u8 *d = s->data;
+
+	__builtin_memset(d, 0, 40);
+	if (family == AF_INET) {
+		__u32 tot = len + 20;
+
+		d[0] = 0x45;
+		d[2] = tot >> 8;
+		d[3] = tot;
+		d[6] = 0x40; /* DF */
+		d[8] = 64;
+		d[9] = proto;
+		*(__u32 *)&d[12] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		*(__u32 *)&d[16] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		return 20;
+	}
+	if (family == AF_INET6) {
+		d[0] = 0x60;
+		d[4] = len >> 8;
+		d[5] = len;
+		d[6] = proto;
+		d[7] = 64;
+		BPF_CORE_READ_INTO(&d[8], sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&d[24], sk, __sk_common.skc_v6_daddr);
+		return 40;
+	}
+	return 0;
+}
+
 /*
  * A field of the skb: a direct load when skb is a BTF pointer (tp_btf and
  * fentry arguments are typed), which costs a fraction of a
@@ -408,12 +459,33 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	__u32 len = SKB(skb, len, btf);
 	__u32 data_len = SKB(skb, data_len, btf);
 	unsigned char *start;
+	__u32 hlen = 0; /* bytes of synthesized headers in front */
 
+	/*
+	 * No network header yet (its offset is still 0, as allocated) and no
+	 * MAC header: a packet on its way out of a socket before IP wrote its
+	 * header. Show it with the headers derived from the socket.
+	 */
+	s->synth_len = 0;
+	s->synth_flags = 0;
+	if (nh == 0 && mac == (__u16)~0U && data == head + SKB(skb, transport_header, btf)) {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+
+		if (sk) {
+			s->synth_len = synth_headers(s, sk, len);
+			if (s->synth_len)
+				s->synth_flags = XCAP_F_SYNTH_L3;
+		}
+	}
+	hlen = *(volatile __u32 *)&s->synth_len;
 	/*
 	 * Start at the MAC header when the skb has a real one; otherwise at the
 	 * network header, as raw IP. Never invent a link-layer header.
 	 */
-	if (mac != (__u16)~0U && nh != (__u16)~0U && nh > mac &&
+	if (hlen) {
+		start = data;
+		ev->link = XCAP_LINK_RAW;
+	} else if (mac != (__u16)~0U && nh != (__u16)~0U && nh > mac &&
 	    (type == ARPHRD_ETHER || type == ARPHRD_LOOPBACK)) {
 		start = head + mac;
 		ev->link = XCAP_LINK_ETHERNET;
@@ -431,9 +503,12 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 		total = 0;
 		linear = 0;
 	}
+	hlen &= 63;
+	total += hlen;
+	linear += hlen;
 	__u32 cap = total < cfg.snaplen ? total : cfg.snaplen;
 	__u32 lin = linear < cap ? linear : cap;
-	__u32 off = copy_out(s, 0, (__u64)start, lin);
+	__u32 off = hlen < lin ? hlen + copy_out(s, hlen, (__u64)start, lin - hlen) : hlen;
 	bool trunc = off != lin;
 
 	bool rest = false; /* the paged part was copied */
@@ -481,7 +556,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	ev->drop_reason = reason;
 	ev->protocol = SKB(skb, protocol, btf);
 	ev->dir = dir;
-	ev->flags = drop ? XCAP_F_DROP : 0;
+	ev->flags = (drop ? XCAP_F_DROP : 0) | *(volatile __u32 *)&s->synth_flags;
 	ev->queue = XCAP_NO_QUEUE;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
