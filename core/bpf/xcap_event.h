@@ -41,7 +41,7 @@ enum xcap_flags {
 
 struct xcap_event {
 	__u64 ts_ns;      /* CLOCK_MONOTONIC, bpf_ktime_get_ns() */
-	__u64 skb;        /* packet id: skb address (kernel), mbuf address (DPDK) */
+	__u64 skb;        /* packet id: skb->head (kernel), mbuf address (DPDK) */
 	__u64 location;   /* drop location (kernel text address) */
 	__u32 hook;       /* index into the source's hook table */
 	__u32 cap_len;    /* bytes of packet data that follow */

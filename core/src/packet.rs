@@ -68,7 +68,8 @@ pub struct Meta {
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub comm: Option<Arc<str>>,
-    /// Identifies one packet across hooks (the skb address for the kernel source).
+    /// Identifies one packet across hooks (skb->head for the kernel source,
+    /// shared by clones; the mbuf address for DPDK).
     pub packet_id: Option<u64>,
     /// Drop reason by name, e.g. `NETFILTER_DROP`.
     pub drop_reason: Option<String>,

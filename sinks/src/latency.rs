@@ -1,7 +1,7 @@
 //! `--latency`: the time each packet takes from the first hook that saw it
 //! to every later one (netcap's "gather"), one line per sighting, and per
 //! hop (first hook -> later hook) the minimum, median and 99th percentile at
-//! the end. A packet is known by its packet id (the skb address for the
+//! the end. A packet is known by its packet id (the skb data buffer for the
 //! kernel source); an id seen again at a hook it already passed, or more
 //! than a second later, is a new packet (addresses are reused).
 

@@ -110,7 +110,13 @@ fn try_kprobe_multi(func: &str) -> Result<(), String> {
 /// The functions ftrace can probe (`available_filter_functions`), without
 /// the inlined and notrace ones BTF still lists; tracefs is mounted if it
 /// is not. None when the kernel does not let us read it.
-pub fn traceable_functions() -> Option<std::collections::HashSet<String>> {
+pub fn traceable_functions() -> Option<&'static std::collections::HashSet<String>> {
+    static SET: std::sync::OnceLock<Option<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(read_traceable).as_ref()
+}
+
+fn read_traceable() -> Option<std::collections::HashSet<String>> {
     let dir = std::path::Path::new("/sys/kernel/tracing");
     let file = dir.join("available_filter_functions");
     if !file.exists() {

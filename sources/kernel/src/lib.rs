@@ -383,6 +383,15 @@ fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
     let Some(params) = btf.params(func) else {
         return Err(refuse_function_hook(spec, btf, None));
     };
+    // BTF also lists functions that were inlined everywhere or are notrace:
+    // fentry would fail to load, a kprobe would attach and never fire.
+    if let Some(t) = backends::traceable_functions() {
+        if !t.contains(func) {
+            return Err(Error::input(format!(
+                "hook '{spec}': {func} cannot be traced: ftrace does not list it (inlined or notrace); hook its caller or callee"
+            )));
+        }
+    }
     let arg = match at {
         Some(n) if n >= params.len() => {
             return Err(Error::input(format!(

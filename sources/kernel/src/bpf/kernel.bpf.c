@@ -543,7 +543,13 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	__u64 id = bpf_get_current_pid_tgid();
 
 	ev->ts_ns = bpf_ktime_get_ns();
-	ev->skb = (__u64)skb;
+	/*
+	 * The packet id: the skb's data buffer. Clones share it and header
+	 * pushes and pulls keep it, so one packet keeps one id from hook to
+	 * hook (the skb address changes with every clone); a reallocated
+	 * buffer (pskb_expand_head) starts a new id.
+	 */
+	ev->skb = (__u64)head;
 	ev->location = location;
 	ev->hook = hook;
 	ev->cap_len = off;
