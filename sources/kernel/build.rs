@@ -29,7 +29,7 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/kernel.h");
-    for h in ["xcap_event.h", "xcap_filter.h"] {
+    for h in ["xcap_event.h", "xcap_filter.h", "xcap_copy.h"] {
         println!("cargo:rerun-if-changed={}", include.join(h).display());
     }
 }

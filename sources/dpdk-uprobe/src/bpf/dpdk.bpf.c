@@ -16,6 +16,7 @@
 #include "xcap_event.h"
 #include "dpdk.h"
 #include "xcap_filter.h"
+#include "xcap_copy.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -118,19 +119,7 @@ static __always_inline int read_mbuf(struct scratch *s, __u64 m, struct seg *g, 
 /* Copy len bytes of the application's memory at src to s->data[off]. */
 static __always_inline __u32 copy_out(struct scratch *s, __u32 off, __u64 src, __u32 len)
 {
-	if (off >= XCAP_MAX_SNAPLEN || len == 0)
-		return 0;
-	if (len > XCAP_MAX_SNAPLEN)
-		len = XCAP_MAX_SNAPLEN;
-	/* Bound the registers clang actually uses (see the kernel source). */
-	barrier_var(off);
-	off &= XCAP_MAX_SNAPLEN - 1;
-	barrier_var(len);
-	if (len > XCAP_MAX_SNAPLEN)
-		return 0;
-	if (bpf_probe_read_user(&s->data[off], len, (void *)src))
-		return 0;
-	return len;
+	return xcap_copy(s->data, off, src, len, true);
 }
 
 /* Following a chain of segments (bpf_loop state). */

@@ -14,6 +14,7 @@
 #include "xcap_event.h"
 #include "kernel.h"
 #include "xcap_filter.h"
+#include "xcap_copy.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -174,22 +175,7 @@ static __always_inline __u64 page_addr(__u64 page)
 /* Copy len bytes from kernel address src to s->data[off]; returns bytes copied. */
 static __always_inline __u32 copy_out(struct scratch *s, __u32 off, __u64 src, __u32 len)
 {
-	if (off >= XCAP_MAX_SNAPLEN || len == 0)
-		return 0;
-	if (len > XCAP_MAX_SNAPLEN)
-		len = XCAP_MAX_SNAPLEN;
-	/*
-	 * clang checks copies of these registers and uses the originals; hide
-	 * the values from it and bound them again on the registers used.
-	 */
-	barrier_var(off);
-	off &= XCAP_MAX_SNAPLEN - 1;
-	barrier_var(len);
-	if (len > XCAP_MAX_SNAPLEN)
-		return 0;
-	if (bpf_probe_read_kernel(&s->data[off], len, (void *)src))
-		return 0;
-	return len;
+	return xcap_copy(s->data, off, src, len, false);
 }
 
 struct frag {
