@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Compile `body` (statements of `main`, each printing one `long long` per
-/// line) after including linux/types.h and `headers`; run it and return the
-/// numbers it printed.
-fn print_numbers(
+/// Compile `body` (statements of `main`, each printing one integer per
+/// line) with `cflags`, after including linux/types.h and `headers`; run it
+/// and return the numbers it printed. Also for checks against third-party
+/// headers (DPDK's).
+pub fn c_program(
     include_dirs: &[&Path],
     headers: &[&str],
     tag: &str,
@@ -63,7 +64,7 @@ pub fn c_layout(
     for f in fields {
         body.push_str(&print_stmt(&format!("offsetof(struct {name}, {f})")));
     }
-    let n = print_numbers(include_dirs, headers, name, &body, &[])?;
+    let n = c_program(include_dirs, headers, name, &body, &[])?;
     Ok((n[0] as usize, n[1..].iter().map(|v| *v as usize).collect()))
 }
 
@@ -75,17 +76,5 @@ pub fn c_consts(
     names: &[&str],
 ) -> Result<Vec<i64>, String> {
     let body: String = names.iter().map(|n| print_stmt(n)).collect();
-    print_numbers(include_dirs, headers, "consts", &body, &[])
-}
-
-/// Run `body` (statements printing one integer per line) compiled with
-/// `cflags` after `headers`; for checks against third-party headers.
-pub fn c_program(
-    include_dirs: &[&Path],
-    headers: &[&str],
-    tag: &str,
-    body: &str,
-    cflags: &[&str],
-) -> Result<Vec<i64>, String> {
-    print_numbers(include_dirs, headers, tag, body, cflags)
+    c_program(include_dirs, headers, "consts", &body, &[])
 }

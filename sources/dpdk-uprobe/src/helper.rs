@@ -341,7 +341,7 @@ impl Source for HelperSource {
     }
 
     fn run(mut self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {
-        let wall = self.decoder_wall();
+        let wall = self.decoder.wall_offset;
         let mut pending = Vec::new();
         let mut delivered = 0u64;
         let mut hooks: Vec<HookStats> = Vec::new();
@@ -404,12 +404,6 @@ impl Source for HelperSource {
             dropped: hooks.iter().map(|h| h.lost).sum::<u64>() + self.decoder.bad,
             hooks,
         })
-    }
-}
-
-impl HelperSource {
-    fn decoder_wall(&self) -> u64 {
-        self.decoder.wall_offset
     }
 }
 

@@ -423,11 +423,7 @@ fn skip_endbr(file: &std::path::Path, off: u64) -> u64 {
     use std::os::unix::fs::FileExt;
     let mut b = [0u8; 4];
     match std::fs::File::open(file).and_then(|f| f.read_exact_at(&mut b, off)) {
-        Ok(())
-            if b == [0xf3, 0x0f, 0x1e, 0xfa] && std::env::var_os("XCAP_DPDK_NO_SKIP").is_none() =>
-        {
-            off + 4
-        }
+        Ok(()) if b == [0xf3, 0x0f, 0x1e, 0xfa] => off + 4,
         _ => off,
     }
 }

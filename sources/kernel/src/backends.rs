@@ -11,8 +11,6 @@ const PROBE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.bpf.
 pub struct Backends {
     pub fentry: Result<(), String>,
     pub kprobe: Result<(), String>,
-    /// One program attached to many functions at once (wildcards).
-    pub kprobe_multi: Result<(), String>,
 }
 
 impl Backends {
@@ -47,7 +45,6 @@ pub fn probe(func: &str) -> Backends {
     let b = Backends {
         fentry: try_fentry(func),
         kprobe: try_kprobe(func),
-        kprobe_multi: try_kprobe_multi(func),
     };
     libbpf_rs::set_print(prev.or(Some((PrintLevel::Warn, |_, _| {}))));
     b
@@ -93,6 +90,15 @@ fn try_kprobe(func: &str) -> Result<(), String> {
             why(&e)
         }
     })
+}
+
+/// Whether one program can be attached to many functions at once
+/// (kprobe-multi), tried on `func`; only wildcards need to know.
+pub fn kprobe_multi(func: &str) -> Result<(), String> {
+    let prev = libbpf_rs::set_print(None);
+    let r = try_kprobe_multi(func);
+    libbpf_rs::set_print(prev.or(Some((PrintLevel::Warn, |_, _| {}))));
+    r
 }
 
 fn try_kprobe_multi(func: &str) -> Result<(), String> {

@@ -103,22 +103,17 @@ fn wildcard_hooks(spec: &str, btf: &KernelBtf, group: u32) -> Result<Vec<Hook>> 
     if b.kprobe.is_err() {
         return Err(refuse_function_hook(spec, btf, Some(b)));
     }
-    let prog = if b.kprobe_multi.is_ok() {
-        "xcap_kprobe_multi"
-    } else {
-        "xcap_kprobe_each"
+    let multi = backends::kprobe_multi(&funcs[0].0);
+    let (prog, how) = match &multi {
+        Ok(()) => ("xcap_kprobe_multi", "one kprobe-multi link".to_string()),
+        Err(e) => (
+            "xcap_kprobe_each",
+            format!("one kprobe each (no kprobe-multi: {e})"),
+        ),
     };
     eprintln!(
-        "xcap: {spec}: {} functions taking an skb, {}",
-        funcs.len(),
-        if b.kprobe_multi.is_ok() {
-            "one kprobe-multi link".to_string()
-        } else {
-            format!(
-                "one kprobe each (no kprobe-multi: {})",
-                b.kprobe_multi.as_ref().err().map_or("", |e| e.as_str())
-            )
-        }
+        "xcap: {spec}: {} functions taking an skb, {how}",
+        funcs.len()
     );
     Ok(funcs
         .into_iter()
@@ -1026,16 +1021,19 @@ impl KernelSource {
                         xcap_bpf_common::percpu_sum(m, (j * event::CNT_MAX + k) as u32)
                     })
                 };
+                let seen = c(event::CNT_SEEN);
+                // A wildcard reports only the functions packets went through.
+                if hook.group.is_some() && seen == 0 {
+                    continue;
+                }
                 out.push(xcap_core::registry::HookStats {
                     hook: hook.name.to_string(),
-                    seen: c(event::CNT_SEEN),
+                    seen,
                     lost: c(event::CNT_LOST),
                     truncated: c(event::CNT_TRUNC),
                 });
             }
         }
-        // A wildcard reports only the functions packets went through.
-        out.retain(|h| h.seen > 0 || !h.hook.starts_with("kprobe:") || self.hooks.len() < 64);
         out
     }
 }

@@ -75,13 +75,18 @@ struct {
 	__type(value, struct scratch);
 } scratch_map SEC(".maps");
 
-static __always_inline void count(__u32 hook, __u32 idx)
+static __always_inline void count_n(__u32 hook, __u32 idx, __u64 n)
 {
 	__u32 key = hook * XCAP_CNT_MAX + idx;
 	__u64 *v = bpf_map_lookup_elem(&counters, &key);
 
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void count(__u32 hook, __u32 idx)
+{
+	count_n(hook, idx, 1);
 }
 
 /* rte_mbuf fields of the first cache line, from the copy in s->mbuf. */
@@ -304,11 +309,7 @@ static __always_inline void read_burst(__u64 cookie, __u64 arr, __u64 queue, __u
 			return;
 	}
 	/* Counted per burst: one map update instead of one per packet. */
-	__u32 key = b.hook * XCAP_CNT_MAX + XCAP_CNT_SEEN;
-	__u64 *seen = bpf_map_lookup_elem(&counters, &key);
-
-	if (seen)
-		*seen += b.n;
+	count_n(b.hook, XCAP_CNT_SEEN, b.n);
 	bpf_loop(XCAP_MAX_BURST, mbuf_cb, &b, 0);
 }
 
