@@ -228,14 +228,42 @@ pub fn parse_comment(text: &str, meta: &mut Meta) {
     }
 }
 
-/// The part of a hook after its last `:` (`tp:net:netif_receive_skb` ->
-/// `netif_receive_skb`), for short display. Return hooks keep their kind
-/// (`fexit:tcp_v4_rcv`): they are another point than the function's entry.
+/// A hook for short display: a tracepoint by its name
+/// (`tp:net:netif_receive_skb` -> `netif_receive_skb`), a function hooked
+/// by fentry, the default backend, by the function's name (`ip_rcv`). The
+/// other kinds keep their prefix (`kprobe:ip_rcv`, `fexit:tcp_v4_rcv`), so
+/// two hooks on one function never share a name.
 pub fn hook_short(hook: &str) -> &str {
-    if hook.starts_with("fexit:") || hook.starts_with("kretprobe:") {
+    if let Some(f) = hook.strip_prefix("fentry:") {
+        return f;
+    }
+    if ["fexit:", "kprobe:", "kretprobe:"]
+        .iter()
+        .any(|p| hook.starts_with(p))
+    {
         return hook;
     }
     hook.rsplit(':').next().unwrap_or(hook)
+}
+
+#[cfg(test)]
+mod hook_short_tests {
+    #[test]
+    fn one_name_per_hook() {
+        use super::hook_short;
+        assert_eq!(hook_short("tp:net:netif_receive_skb"), "netif_receive_skb");
+        assert_eq!(hook_short("net:netif_receive_skb"), "netif_receive_skb");
+        assert_eq!(hook_short("fentry:ip_rcv"), "ip_rcv");
+        for h in [
+            "kprobe:ip_rcv",
+            "fexit:ip_rcv",
+            "kretprobe:ip_rcv",
+            "dpdk:rx",
+        ] {
+            assert_ne!(hook_short(h), "ip_rcv", "{h}");
+        }
+        assert_eq!(hook_short("kprobe:ip_rcv"), "kprobe:ip_rcv");
+    }
 }
 
 /// The interface name for displays: the name, else `if<index>`, else `-`.

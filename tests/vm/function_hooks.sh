@@ -1,12 +1,13 @@
 #!/bin/bash
 # Runs inside the VM (Debian's stock kernel, where fentry loads): TCP from
-# namespace a to b over a veth pair, captured in b by tcpdump (inbound) and
-# by xcap at fentry:ip_rcv, fentry:ip_local_deliver, fentry:tcp_v4_rcv and
-# kprobe:ip_protocol_deliver_rcu@2 (the skb named as the second argument),
-# with return values at fexit:tcp_v4_rcv and kretprobe:ip_rcv;
-# meanwhile a second xcap prints --latency from fentry:ip_rcv to tcp_v4_rcv,
-# and a third hooks every tcp_* function that takes an skb (kprobe-multi).
-# Usage: fentry.sh XCAP OUTDIR
+# namespace a to b over a veth pair, with one write large enough to travel
+# as a paged GSO packet, captured in b by tcpdump (inbound) and by xcap at
+# ip_rcv, ip_local_deliver and tcp_v4_rcv with each of fentry, fexit, kprobe
+# and kretprobe, and at kprobe:ip_protocol_deliver_rcu@2 (the skb named as
+# the second argument); meanwhile a second xcap prints --latency from
+# fentry:ip_rcv to tcp_v4_rcv, and a third hooks every tcp_* function that
+# takes an skb (one kprobe each: Debian's 6.1 has no kprobe-multi).
+# Usage: function_hooks.sh XCAP OUTDIR
 set -u
 X=$1
 O=$2
@@ -24,9 +25,12 @@ while c.recv(65536): pass
 S=$!
 ip netns exec b tcpdump -U -n -Q in -i vb -w "$O/t.pcap" tcp 2>"$O/t.err" &
 T=$!
-"$X" --netns b --hook fentry:ip_rcv --hook fentry:ip_local_deliver \
-    --hook fentry:tcp_v4_rcv --hook kprobe:ip_protocol_deliver_rcu@2 \
-    --hook fexit:tcp_v4_rcv --hook kretprobe:ip_rcv -w "$O/x.pcapng" tcp 2>"$O/x.err" &
+H=()
+for k in fentry fexit kprobe kretprobe; do
+    for f in ip_rcv ip_local_deliver tcp_v4_rcv; do H+=(--hook $k:$f); done
+done
+"$X" --netns b "${H[@]}" --hook kprobe:ip_protocol_deliver_rcu@2 \
+    -w "$O/x.pcapng" tcp 2>"$O/x.err" &
 P=$!
 "$X" --netns b --latency --hook fentry:ip_rcv --hook fentry:tcp_v4_rcv tcp >"$O/lat.txt" 2>"$O/lat.err" &
 L=$!
@@ -49,6 +53,7 @@ import socket, time
 s = socket.create_connection(('10.0.0.2', 5001))
 for i in range(5):
     s.sendall(bytes([65 + i]) * (100 * (i + 1))); time.sleep(0.1)
+s.sendall(bytes(range(256)) * 160); time.sleep(0.2)
 s.close()
 "
 sleep 1

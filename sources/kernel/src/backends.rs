@@ -1,9 +1,10 @@
-//! Which function-hook backends this kernel allows, found by trying: load a
-//! tiny fentry program, load and attach a tiny kprobe. Nothing stays
-//! attached. Function hooks themselves are not built yet (issue 4); this
-//! tells the user exactly what the kernel allows and refuses.
+//! Which function-hook backends this kernel allows, found by trying: load
+//! and attach a tiny fentry program and a tiny kprobe. Nothing stays
+//! attached. This tells the user exactly what the kernel allows and refuses.
 
 use libbpf_rs::{ObjectBuilder, PrintLevel};
+
+use crate::btf::KernelBtf;
 
 const PROBE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));
 
@@ -39,11 +40,11 @@ fn why(e: &libbpf_rs::Error) -> String {
 }
 
 /// Try both backends on kernel function `func`.
-pub fn probe(func: &str) -> Backends {
+pub fn probe(btf: &KernelBtf, func: &str) -> Backends {
     // The attempts are expected to fail on many kernels: keep libbpf quiet.
     let prev = libbpf_rs::set_print(None);
     let b = Backends {
-        fentry: try_fentry(func),
+        fentry: try_fentry(btf, func),
         kprobe: try_kprobe(func),
     };
     libbpf_rs::set_print(prev.or(Some((PrintLevel::Warn, |_, _| {}))));
@@ -60,20 +61,59 @@ fn open(only: &str) -> Result<libbpf_rs::OpenObject, String> {
     Ok(o)
 }
 
-fn try_fentry(func: &str) -> Result<(), String> {
-    let mut o = open("xcap_probe_fentry")?;
-    for mut p in o.progs_mut() {
-        if p.name() == "xcap_probe_fentry" {
-            p.set_attach_target(0, Some(func.to_string()))
-                .map_err(|e| why(&e))?;
-        }
+/// fentry by raw syscalls with the function's BTF id from our own parse:
+/// through a libbpf object this would parse the kernel's BTF once more
+/// (half a second in the emulated test VM).
+fn try_fentry(btf: &KernelBtf, func: &str) -> Result<(), String> {
+    let id = btf.func_id(func).ok_or("not in BTF")?;
+    // r0 = 0; exit
+    let mut insns: [libbpf_sys::bpf_insn; 2] = Default::default();
+    insns[0].code = 0xb7;
+    insns[1].code = 0x95;
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: libbpf_sys::BPF_TRACE_FENTRY,
+        attach_btf_id: id,
+        ..Default::default()
+    };
+    // SAFETY: valid instructions, options and NUL-terminated strings that
+    // outlive the call; the returned descriptors are closed below.
+    let prog = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_TRACING,
+            c"xcap_probe".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if prog < 0 {
+        return Err(errno_why(-prog));
     }
-    let obj = o.load().map_err(|e| why(&e))?;
-    let p = obj
-        .progs_mut()
-        .find(|p| p.name() == "xcap_probe_fentry")
-        .ok_or("probe program missing")?;
-    p.attach().map(drop).map_err(|e| why(&e))
+    // SAFETY: prog is a program descriptor we own.
+    let link = unsafe {
+        libbpf_sys::bpf_link_create(prog, 0, libbpf_sys::BPF_TRACE_FENTRY, std::ptr::null())
+    };
+    // SAFETY: descriptors we own, closed once.
+    unsafe {
+        if link >= 0 {
+            libc::close(link);
+        }
+        libc::close(prog);
+    }
+    if link < 0 {
+        return Err(errno_why(-link));
+    }
+    Ok(())
+}
+
+fn errno_why(errno: i32) -> String {
+    if errno == libc::EPERM {
+        "EPERM from the kernel".to_string()
+    } else {
+        std::io::Error::from_raw_os_error(errno).to_string()
+    }
 }
 
 fn try_kprobe(func: &str) -> Result<(), String> {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use libbpf_rs::btf::types::{Enum, Func, FuncProto, Typedef};
+use libbpf_rs::btf::types::{Enum, Func, FuncProto, MemberAttr, Struct, Typedef};
 use libbpf_rs::btf::{BtfKind, BtfType};
 use libbpf_rs::Btf;
 use xcap_core::{Error, Result};
@@ -73,6 +73,12 @@ impl KernelBtf {
         Some(skb)
     }
 
+    /// BTF type id of kernel function NAME (what fentry attaches to).
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        let f: Func = self.btf.type_by_name(name)?;
+        Some(f.type_id().into())
+    }
+
     /// A function's parameters: for each, whether it is a struct sk_buff *.
     /// None if BTF has no such function.
     pub fn params(&self, name: &str) -> Option<Vec<bool>> {
@@ -96,6 +102,44 @@ impl KernelBtf {
             _ => false,
         };
         Some(crate::Ret { bytes, signed })
+    }
+
+    /// Layout of `skb_frag_t` for the BPF side (xcap_config.frag): byte
+    /// offsets of the page (or 6.12+'s netmem), len and offset fields, bit
+    /// 24 for netmem, bit 31 when known. Taken here rather than by CO-RE:
+    /// a CO-RE reference to a struct this kernel lacks (6.12's skb_frag on
+    /// 6.1) sends libbpf through every module's BTF, for each object loaded.
+    pub fn frag_layout(&self) -> u32 {
+        let Some(td) = self.btf.type_by_name::<Typedef>("skb_frag_t") else {
+            return 0;
+        };
+        let Some(t) = td.next_type() else { return 0 };
+        let Ok(st) = Struct::try_from(t.skip_mods_and_typedefs()) else {
+            return 0;
+        };
+        let field = |names: &[&str]| {
+            st.iter()
+                .find_map(|m| match (m.name.and_then(|n| n.to_str()), m.attr) {
+                    (Some(n), MemberAttr::Normal { offset })
+                        if names.contains(&n) && offset % 8 == 0 =>
+                    {
+                        Some(offset / 8)
+                    }
+                    _ => None,
+                })
+        };
+        let (Some(page), Some(len), Some(off)) = (
+            field(&["netmem", "bv_page"]),
+            field(&["len", "bv_len"]),
+            field(&["offset", "bv_offset"]),
+        ) else {
+            return 0;
+        };
+        let netmem = field(&["netmem"]).is_some() as u32;
+        if page.max(len).max(off) > 255 {
+            return 0;
+        }
+        1 << 31 | netmem << 24 | off << 16 | len << 8 | page
     }
 
     /// Every kernel function in BTF with an skb parameter: (name, position).

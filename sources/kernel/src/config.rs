@@ -21,7 +21,8 @@ pub struct XcapConfig {
     pub untrack: u32,
     pub ret: u32,
     pub nr_hooks: u32,
-    pub pad: u32,
+    /// skb_frag_t layout (KernelBtf::frag_layout).
+    pub frag: u32,
     pub comm: [u8; 16],
 }
 
@@ -68,6 +69,7 @@ mod tests {
                 "untrack",
                 "ret",
                 "nr_hooks",
+                "frag",
                 "comm",
             ],
         )
@@ -91,6 +93,7 @@ mod tests {
                 offset_of!(XcapConfig, untrack),
                 offset_of!(XcapConfig, ret),
                 offset_of!(XcapConfig, nr_hooks),
+                offset_of!(XcapConfig, frag),
                 offset_of!(XcapConfig, comm),
             ]
         );

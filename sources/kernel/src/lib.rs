@@ -99,7 +99,7 @@ fn wildcard_hooks(spec: &str, btf: &KernelBtf, group: u32) -> Result<Vec<Hook>> 
             "hook '{spec}': no probeable kernel function taking an skb matches {pat}"
         )));
     }
-    let b = backends::probe(&funcs[0].0);
+    let b = backends::probe(btf, &funcs[0].0);
     if b.kprobe.is_err() {
         return Err(refuse_function_hook(spec, btf, Some(b)));
     }
@@ -419,7 +419,7 @@ fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
             }
         )));
     }
-    let b = backends::probe(func);
+    let b = backends::probe(btf, func);
     let fentry_ok = b.fentry.is_ok() && typed;
     let (backend, max) = match want {
         Some("fentry") if fentry_ok => ("fentry", 5),
@@ -499,27 +499,12 @@ fn refuse_function_hook(spec: &str, btf: &KernelBtf, probed: Option<backends::Ba
             Some(_) => func.to_string(),
         }
     };
-    let b = probed.unwrap_or_else(|| backends::probe(&probe_on));
+    let b = probed.unwrap_or_else(|| backends::probe(btf, &probe_on));
     let chosen = backend.unwrap_or("fentry/kprobe");
-    // A request the kernel refused is "unavailable"; what remains is
-    // something the kernel allows but xcap does not build.
-    let asked_built = true;
-    let asked_works = match backend {
-        Some("fentry" | "fexit") => b.fentry.is_ok(),
-        Some("kprobe" | "kretprobe") => b.kprobe.is_ok(),
-        _ => b.any(),
-    };
-    if asked_works && !asked_built {
-        Error::input(format!(
-            "hook '{spec}': wildcards are not built yet: name the functions one by one ({}); see --list-hooks",
-            b.describe()
-        ))
-    } else {
-        Error::input(format!(
-            "hook '{spec}': {chosen} function hooks are unavailable on this kernel: {}; tracepoints work, e.g. --hook tp:net:netif_receive_skb (see --list-hooks)",
-            b.describe()
-        ))
-    }
+    Error::input(format!(
+        "hook '{spec}': {chosen} function hooks are unavailable on this kernel: {}; tracepoints work, e.g. --hook tp:net:netif_receive_skb (see --list-hooks)",
+        b.describe()
+    ))
 }
 
 /// Shell-style match of `*` and `?`.
@@ -567,7 +552,7 @@ fn list_hooks(pattern: Option<&str>) -> Result<String> {
         .into_iter()
         .filter(|(n, _)| glob(pat, n))
         .collect();
-    let b = backends::probe("netif_receive_skb");
+    let b = backends::probe(&btf, "netif_receive_skb");
     let _ = writeln!(
         out,
         "# kernel functions with an skb ({}): {}{}",
@@ -670,6 +655,12 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         }
         s => s,
     };
+    // Two slow reads of kernel-generated text (a second each in the
+    // emulated test VM), done while the BTF is parsed and hooks planned.
+    let direct_map = std::thread::spawn(ksyms::direct_map_vars);
+    if cfg.hooks.iter().any(|s| !s.starts_with("tp:")) {
+        std::thread::spawn(backends::traceable_functions);
+    }
     let btf = KernelBtf::load()?;
     let hooks = plan_hooks(cfg, &btf)?;
     let mut ifaces = iface::resolve(&cfg.interfaces, cfg.netns.as_deref())?;
@@ -689,7 +680,8 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             "--track follows packets that matched the filter: give a filter expression",
         ));
     }
-    let (vmemmap_base, page_offset_base) = ksyms::direct_map_vars();
+    let (vmemmap_base, page_offset_base) = direct_map.join().unwrap_or_default();
+    let frag = btf.frag_layout();
     let ncpus = libbpf_rs::num_possible_cpus()
         .map_err(|e| Error::runtime(format!("cannot count CPUs: {e}")))? as u32;
     let rb_bytes = ring_size(if cfg.buffer_kib == 0 {
@@ -724,6 +716,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             filter: block.is_some() as u32,
             vmemmap_base,
             page_offset_base,
+            frag,
             pid,
             comm,
             track: cfg.track as u32,

@@ -90,19 +90,6 @@ struct {
 __u64 vmemmap = 0;
 __u64 page_offset = 0;
 
-/* Frag layouts: 6.12+ carries a netmem_ref, older kernels a bio_vec. */
-struct skb_frag___netmem {
-	unsigned long netmem;
-	unsigned int len;
-	unsigned int offset;
-} __attribute__((preserve_access_index));
-
-struct bio_vec___old {
-	struct page *bv_page;
-	unsigned int bv_len;
-	unsigned int bv_offset;
-} __attribute__((preserve_access_index));
-
 #define MAX_FRAGS 17
 #define MAX_FRAG_LIST 8
 #define ARPHRD_ETHER 1
@@ -186,27 +173,20 @@ struct frag {
 static __always_inline struct frag read_frag(void *f)
 {
 	struct frag r = {};
-	__u64 page;
+	__u64 page = 0;
+	__u32 off = 0;
 
-	if (bpf_core_field_exists(((struct skb_frag___netmem *)0)->netmem)) {
-		struct skb_frag___netmem *n = f;
-
-		page = BPF_CORE_READ(n, netmem);
-		if (page & 1) /* net_iov (device memory): no readable page */
-			return r;
-		r.addr = page_addr(page);
-		if (r.addr)
-			r.addr += BPF_CORE_READ(n, offset);
-		r.len = BPF_CORE_READ(n, len);
-	} else {
-		struct bio_vec___old *b = f;
-
-		page = (__u64)BPF_CORE_READ(b, bv_page);
-		r.addr = page_addr(page);
-		if (r.addr)
-			r.addr += BPF_CORE_READ(b, bv_offset);
-		r.len = BPF_CORE_READ(b, bv_len);
-	}
+	/* Layout from userspace (cfg.frag); 0 when unknown: not followed. */
+	if (!(cfg.frag >> 31))
+		return r;
+	bpf_probe_read_kernel(&page, sizeof(page), f + (cfg.frag & 0xff));
+	if ((cfg.frag >> 24 & 1) && (page & 1)) /* net_iov (device memory): no readable page */
+		return r;
+	r.addr = page_addr(page);
+	bpf_probe_read_kernel(&r.len, sizeof(r.len), f + (cfg.frag >> 8 & 0xff));
+	bpf_probe_read_kernel(&off, sizeof(off), f + (cfg.frag >> 16 & 0xff));
+	if (r.addr)
+		r.addr += off;
 	return r;
 }
 

@@ -2,18 +2,13 @@
 /*
  * Tiny programs that find out which function-hook backends this kernel
  * allows: xcap tries to load and attach them instead of guessing from
- * version numbers or config files.
+ * version numbers or config files (fentry is tried without an object, see
+ * backends.rs).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "GPL";
-
-SEC("fentry/netif_receive_skb")
-int xcap_probe_fentry(__u64 *ctx)
-{
-	return 0;
-}
 
 SEC("kprobe/netif_receive_skb")
 int xcap_probe_kprobe(void *ctx)
