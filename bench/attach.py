@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Time from start to capturing, for 1, about 100 and every (about 1,500)
 function hook, in a VM running Debian's stock kernel (this machine's kernel
-refuses fentry and has no kprobes). virtme-ng boots it under qemu without
-KVM, so absolute times are slower than on hardware; pwru's published figure
-for 1,500 kprobes is 4 to 5 s. Run as root after scripts/setup:
+refuses fentry and has no kprobes), side by side with bpftrace attaching
+kprobes to the same functions. virtme-ng boots it under qemu without KVM,
+so absolute times are slower than on hardware; pwru's published figure for
+1,500 kprobes is 4 to 5 s. Run as root after scripts/setup:
 
     sudo python3 bench/attach.py --runs 3
 """
@@ -25,23 +26,27 @@ def main():
     d = tempfile.mkdtemp(prefix="xcap-attach-")
     out = os.path.join(d, "times")
     script = os.path.abspath("bench/attach_vm.sh")
-    subprocess.run(["timeout", "1500", "vng", "--run", kernel, "--disable-kvm", "--memory",
+    subprocess.run(["timeout", "3000", "vng", "--run", kernel, "--disable-kvm", "--memory",
                     "2G", "--cpus", "2", "--rwdir", d, "--exec",
                     f"{script} {os.path.abspath(a.xcap)} {out} {a.runs}"],
                    check=False, capture_output=True)
     rows = {}
     for line in open(out):
         parts = line.split()
-        if len(parts) == 3:
-            rows.setdefault(parts[0], []).append((int(parts[1]), int(parts[2])))
+        if len(parts) == 4:
+            tool, label, n, ms = parts
+            rows.setdefault(label, {}).setdefault(tool, []).append((int(n), int(ms)))
     print(f"VM: {os.path.basename(kernel)}, qemu without KVM, 2 vCPUs; median of {a.runs} runs "
           "(one run for every function)\n")
-    print("| hooks | functions | start to capturing (s) |")
-    print("|---|---|---|")
-    for label, v in rows.items():
-        n = v[0][0]
-        ms = statistics.median(x[1] for x in v)
-        print(f"| `{label}` | {n} | {ms / 1000:.2f} |")
+    print("| hooks | functions | xcap (s) | bpftrace, same functions (s) | xcap / bpftrace |")
+    print("|---|---|---|---|---|")
+    for label, tools in rows.items():
+        med = {t: statistics.median(x[1] for x in v) / 1000 for t, v in tools.items()}
+        n = tools.get("xcap", tools.get("bpftrace"))[0][0]
+        x, b = med.get("xcap"), med.get("bpftrace")
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"
+        ratio = f"{x / b:.2f}" if x and b else "-"
+        print(f"| `{label}` | {n} | {fmt(x)} | {fmt(b)} | {ratio} |")
     errs = out + ".err"
     if os.path.exists(errs):
         text = open(errs).read().strip()

@@ -248,6 +248,31 @@ fn function_hooks_in_stock_kernel_match_tcpdump() {
             "data packet missing"
         );
     }
+    // A reallocated buffer keeps its packet's id: at netif_receive_skb and
+    // at ip_rcv after tc's pedit moved it (ids equal, echo requests and
+    // replies alike), while ip_rcv alone shows the new buffer's address.
+    let ferr = std::fs::read_to_string(dir.join("f.err")).unwrap_or_default();
+    assert!(ferr.contains("xcap exit 0"), "{ferr}");
+    let f = by_iface(&dir.join("f.pcapng"));
+    let g = by_iface(&dir.join("g.pcapng"));
+    let ids_at = |m: &BTreeMap<String, Vec<(u64, Vec<u8>)>>, h: &str| -> Vec<u64> {
+        m.get(&format!("kernel:{h}:vb"))
+            .unwrap_or_else(|| panic!("no {h}: {:?}", m.keys()))
+            .iter()
+            .map(|p| p.0)
+            .collect()
+    };
+    let (tp, rcv, alone) = (
+        ids_at(&f, "netif_receive_skb"),
+        ids_at(&f, "ip_rcv"),
+        ids_at(&g, "ip_rcv"),
+    );
+    assert_eq!(tp.len(), 3, "three echo requests reach vb");
+    assert_eq!(tp, rcv, "one id across the reallocation");
+    assert_eq!(alone.len(), 3);
+    for (a, b) in tp.iter().zip(&alone) {
+        assert_ne!(a, b, "pedit reallocated the buffer");
+    }
     // --latency: every packet from ip_rcv to tcp_v4_rcv, with a summary.
     let lat = std::fs::read_to_string(dir.join("lat.txt")).unwrap_or_default();
     let n = ids[0].len();

@@ -83,4 +83,30 @@ sleep 1
 kill -INT $D
 wait $D
 echo "xcap exit $?" >> "$O/d.err"
+# A packet moved to a new buffer: tc on vb's ingress mirrors each packet
+# to a veth (a clone waits in its backlog) and then edits the header with
+# pedit, which unclones it by pskb_expand_head, between the
+# netif_receive_skb tracepoint and ip_rcv. xcap with both hooks keeps one
+# id (f); ip_rcv alone (g) shows the new buffer's address.
+ip -n b link add vc type veth peer name vd
+ip -n b link set vc up && ip -n b link set vd up
+ip netns exec b tc qdisc add dev vb ingress
+ip netns exec b tc filter add dev vb ingress protocol ip matchall \
+    action mirred egress mirror dev vc pipe action pedit ex munge ip ttl set 64
+"$X" --netns b --hook tp:net:netif_receive_skb --hook fentry:ip_rcv -i vb \
+    -w "$O/f.pcapng" icmp 2>"$O/f.err" &
+F=$!
+"$X" --netns b --hook fentry:ip_rcv -i vb -w "$O/g.pcapng" icmp 2>"$O/g.err" &
+G=$!
+for i in $(seq 1 240); do
+    grep -q capturing "$O/f.err" && grep -q capturing "$O/g.err" && break
+    sleep 0.5
+done
+ip netns exec a iptables -F OUTPUT
+ip netns exec a ping -c 3 -i 0.2 -W 1 10.0.0.2 >/dev/null 2>&1
+sleep 1
+kill -INT $F $G
+wait $F
+echo "xcap exit $?" >> "$O/f.err"
+wait $G
 echo ok > "$O/done"

@@ -23,6 +23,9 @@ pub struct XcapConfig {
     pub nr_hooks: u32,
     /// skb_frag_t layout (KernelBtf::frag_layout).
     pub frag: u32,
+    /// Packet ids follow reallocated buffers (pskb_expand_head is hooked).
+    pub follow: u32,
+    pub pad: u32,
     pub comm: [u8; 16],
 }
 
@@ -70,6 +73,7 @@ mod tests {
                 "ret",
                 "nr_hooks",
                 "frag",
+                "follow",
                 "comm",
             ],
         )
@@ -94,6 +98,7 @@ mod tests {
                 offset_of!(XcapConfig, ret),
                 offset_of!(XcapConfig, nr_hooks),
                 offset_of!(XcapConfig, frag),
+                offset_of!(XcapConfig, follow),
                 offset_of!(XcapConfig, comm),
             ]
         );

@@ -635,7 +635,7 @@ pub struct KernelSource {
     hooks: Vec<Hook>,
     loaded: Vec<Loaded>,
     /// --track's programs that only forget freed skbs.
-    untrackers: Vec<Loaded>,
+    helpers: Vec<Loaded>,
     reasons: HashMap<u32, String>,
     ksyms: Option<Ksyms>,
 }
@@ -697,6 +697,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
     xcap_bpf_common::capture_libbpf_log();
     let mut loaded: Vec<Loaded> = Vec::with_capacity(hooks.len());
     // One object per hook, or per wildcard group of hooks.
+    let expand = follow_backend(cfg, &hooks, &btf);
     let mut units: Vec<(usize, usize)> = Vec::new();
     for (i, h) in hooks.iter().enumerate() {
         match units.last_mut() {
@@ -717,6 +718,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             vmemmap_base,
             page_offset_base,
             frag,
+            follow: expand.is_some() as u32,
             pid,
             comm,
             track: cfg.track as u32,
@@ -737,34 +739,47 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             n,
         });
     }
-    // --track: forget freed skbs at the free tracepoints not captured at.
-    let mut untrackers = Vec::new();
-    if cfg.track {
+    // Helper programs, sharing the first object's maps: forget freed skbs
+    // at the free tracepoints not captured at (--track, ids), and follow
+    // buffers through pskb_expand_head.
+    let mut helpers: Vec<(Loaded, Hook)> = Vec::new();
+    let mut aux: Vec<Hook> = Vec::new();
+    if cfg.track || expand.is_some() {
         for tp in FREE_TPS {
-            if hooks
+            if !hooks
                 .iter()
                 .any(|h| h.tp == tp && h.name.starts_with("tp:"))
             {
-                continue;
+                aux.push(Hook {
+                    name: Arc::from(format!("untrack:{tp}")),
+                    tp: tp.to_string(),
+                    prog: format!("xcap_untrack_{}", tp.trim_end_matches("_skb")),
+                    ..Default::default()
+                });
             }
-            let h = Hook {
-                name: Arc::from(format!("untrack:{tp}")),
-                tp: tp.to_string(),
-                prog: format!("xcap_untrack_{}", tp.trim_end_matches("_skb")),
-                ..Default::default()
-            };
-            let shared = loaded.first().map(|l| &l.obj);
-            let obj = load_hook(&h, &XcapConfig::default(), None, shared, rb_bytes, ncpus)?;
-            untrackers.push((
-                Loaded {
-                    links: Vec::new(),
-                    obj,
-                    first: 0,
-                    n: 0,
-                },
-                h,
-            ));
         }
+    }
+    if let Some((entry, ret)) = expand {
+        aux.push(Hook {
+            name: Arc::from(EXPAND_FN),
+            tp: EXPAND_FN.to_string(),
+            prog: entry.to_string(),
+            ret: Some((ret.to_string(), Ret::default())),
+            ..Default::default()
+        });
+    }
+    for h in aux {
+        let shared = loaded.first().map(|l| &l.obj);
+        let obj = load_hook(&h, &XcapConfig::default(), None, shared, rb_bytes, ncpus)?;
+        helpers.push((
+            Loaded {
+                links: Vec::new(),
+                obj,
+                first: 0,
+                n: 0,
+            },
+            h,
+        ));
     }
     // Attach only once everything loaded, so a failure leaves nothing behind.
     let mut unattached = Vec::new();
@@ -774,41 +789,10 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             unattached.extend(attach_group(l, &hooks[l.first..l.first + l.n])?);
             continue;
         }
-        let prog = l
-            .obj
-            .progs_mut()
-            .find(|p| p.name() == hook.prog.as_str())
-            .ok_or_else(|| Error::runtime(format!("program {} missing", hook.prog)))?;
-        let link = if hook.prog.starts_with("xcap_kprobe") {
-            prog.attach_kprobe(false, &hook.tp)
-        } else {
-            prog.attach()
-        };
-        l.links
-            .push(link.map_err(|e| load_error(hook, "attach", e))?);
-        if let Some((rp, _)) = &hook.ret {
-            let prog = l
-                .obj
-                .progs_mut()
-                .find(|p| p.name() == rp.as_str())
-                .ok_or_else(|| Error::runtime(format!("program {rp} missing")))?;
-            let link = if rp == "xcap_kretprobe" {
-                prog.attach_kprobe(true, &hook.tp)
-            } else {
-                prog.attach()
-            };
-            l.links
-                .push(link.map_err(|e| load_error(hook, "attach", e))?);
-        }
+        attach_hook(l, hook)?;
     }
-    for (l, hook) in untrackers.iter_mut() {
-        let prog = l
-            .obj
-            .progs_mut()
-            .find(|p| p.name() == hook.prog.as_str())
-            .ok_or_else(|| Error::runtime(format!("program {} missing", hook.prog)))?;
-        l.links
-            .push(prog.attach().map_err(|e| load_error(hook, "attach", e))?);
+    for (l, hook) in helpers.iter_mut() {
+        attach_hook(l, hook)?;
     }
     if !unattached.is_empty() {
         eprintln!(
@@ -826,8 +810,59 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
         ksyms: (cfg.drops || cfg.stack).then(Ksyms::load),
         hooks,
         loaded,
-        untrackers: untrackers.into_iter().map(|(l, _)| l).collect(),
+        helpers: helpers.into_iter().map(|(l, _)| l).collect(),
     }))
+}
+
+/// Maps every hook's object shares with the first (besides the ring).
+const SHARED_MAPS: [&str; 3] = ["tracked", "ids", "expanding"];
+
+/// The function whose reallocations packet ids follow.
+const EXPAND_FN: &str = "pskb_expand_head";
+
+/// Whether packet ids follow buffers through pskb_expand_head, and with
+/// which entry and return programs: when packets are followed across hooks
+/// (two or more, or --track) and the kernel lets us hook the function.
+fn follow_backend(
+    cfg: &CaptureConfig,
+    hooks: &[Hook],
+    btf: &KernelBtf,
+) -> Option<(&'static str, &'static str)> {
+    if hooks.len() < 2 && !cfg.track {
+        return None;
+    }
+    btf.func_id(EXPAND_FN)?;
+    let b = backends::probe(btf, EXPAND_FN);
+    if b.fentry.is_ok() {
+        Some(("xcap_expand_fentry", "xcap_expand_fexit"))
+    } else if b.kprobe.is_ok() {
+        Some(("xcap_expand_kprobe", "xcap_expand_kretprobe"))
+    } else {
+        None
+    }
+}
+
+/// Attach a loaded hook's program, and its return program if any.
+fn attach_hook(l: &mut Loaded, hook: &Hook) -> Result<()> {
+    let progs =
+        std::iter::once(hook.prog.as_str()).chain(hook.ret.as_ref().map(|(p, _)| p.as_str()));
+    for name in progs {
+        let prog = l
+            .obj
+            .progs_mut()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| Error::runtime(format!("program {name} missing")))?;
+        let link = if name.contains("kretprobe") {
+            prog.attach_kprobe(true, &hook.tp)
+        } else if name.contains("kprobe") {
+            prog.attach_kprobe(false, &hook.tp)
+        } else {
+            prog.attach()
+        };
+        l.links
+            .push(link.map_err(|e| load_error(hook, "attach", e))?);
+    }
+    Ok(())
 }
 
 fn load_hook(
@@ -843,9 +878,11 @@ fn load_hook(
         .map_err(|e| load_error(hook, "open BPF object for", e))?;
     let ret_prog = hook.ret.as_ref().map(|(p, _)| p.as_str());
     for mut p in open.progs_mut() {
+        // tp_btf, fentry and fexit programs name their target at load.
+        let tracing = matches!(p.prog_type(), libbpf_rs::ProgramType::Tracing);
         if Some(p.name().to_str().unwrap_or_default()) == ret_prog {
             p.set_autoload(true);
-            if ret_prog == Some("xcap_fexit") {
+            if tracing {
                 p.set_attach_target(0, Some(hook.tp.clone()))
                     .map_err(|e| load_error(hook, "target", e))?;
             }
@@ -859,7 +896,7 @@ fn load_hook(
                     4
                 });
             }
-            if !hook.prog.starts_with("xcap_kprobe") {
+            if tracing {
                 p.set_attach_target(0, Some(hook.tp.clone()))
                     .map_err(|e| load_error(hook, "target", e))?;
             }
@@ -872,8 +909,8 @@ fn load_hook(
     }
     for mut m in open.maps_mut() {
         let name = m.name().to_string_lossy().into_owned();
-        let r = if name == "tracked" {
-            match shared.and_then(|o| o.maps().find(|m| m.name() == "tracked")) {
+        let r = if SHARED_MAPS.contains(&name.as_str()) {
+            match shared.and_then(|o| o.maps().find(|m| m.name() == name.as_str())) {
                 Some(t) => m.reuse_fd(t.as_fd()),
                 None => Ok(()),
             }
@@ -1100,7 +1137,7 @@ impl Source for KernelSource {
             }
         }
         // Detach first so nothing new arrives, then drain what is in flight.
-        for l in self.loaded.iter_mut().chain(self.untrackers.iter_mut()) {
+        for l in self.loaded.iter_mut().chain(self.helpers.iter_mut()) {
             l.links.clear();
         }
         if !bus_gone {

@@ -76,6 +76,34 @@ struct {
 } tracked SEC(".maps");
 
 /*
+ * Packet ids across a reallocated data buffer (pskb_expand_head, e.g. to
+ * unshare a cloned header before writing it, or to make headroom): buffer
+ * address -> the packet's id. Every buffer captured at some hook has an
+ * entry (its own address); a buffer it is reallocated into gets the same
+ * id. Entries go when the buffer is freed (kfree_skb, consume_skb); LRU
+ * bounds what a missed free leaves behind. Shared by every hook's object.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} ids SEC(".maps");
+
+/* pskb_expand_head in progress, by thread: the skb and its old buffer. */
+struct expanding {
+	__u64 skb;
+	__u64 head;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct expanding);
+} expanding SEC(".maps");
+
+/*
  * fexit/kretprobe hooks: packets captured at entry and not yet returned, by
  * thread. The return program only reports returns of captured calls.
  */
@@ -512,10 +540,20 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	/*
 	 * The packet id: the skb's data buffer. Clones share it and header
 	 * pushes and pulls keep it, so one packet keeps one id from hook to
-	 * hook (the skb address changes with every clone); a reallocated
-	 * buffer (pskb_expand_head) starts a new id.
+	 * hook (the skb address changes with every clone). A reallocated
+	 * buffer (pskb_expand_head) keeps the id through the ids map.
 	 */
-	ev->skb = (__u64)head;
+	__u64 pkt = (__u64)head;
+
+	if (cfg.follow) {
+		__u64 *known = bpf_map_lookup_elem(&ids, &pkt);
+
+		if (known)
+			pkt = *known;
+		else
+			bpf_map_update_elem(&ids, &pkt, &pkt, BPF_NOEXIST);
+	}
+	ev->skb = pkt;
 	ev->location = location;
 	ev->hook = hook;
 	ev->cap_len = off;
@@ -606,33 +644,111 @@ int xcap_kretprobe(struct pt_regs *ctx)
 	return returned(PT_REGS_RC(ctx));
 }
 
-/* After capturing at a hook that frees the skb: forget it (--track). */
+/*
+ * An skb is freed: forget it (--track) and, when this was the last
+ * reference to its buffer, the buffer's id, so addresses reused by later
+ * packets look neither tracked nor related.
+ */
+static __always_inline void forget(struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	struct skb_shared_info *sh = (void *)(head + BPF_CORE_READ(skb, end));
+	int dataref = BPF_CORE_READ(sh, dataref.counter);
+
+	bpf_map_delete_elem(&tracked, &key);
+	if ((dataref & 0xffff) <= 1) { /* SKB_DATAREF_MASK */
+		key = (__u64)head;
+		bpf_map_delete_elem(&ids, &key);
+	}
+}
+
+/* After capturing at a hook that frees the skb. */
 static __always_inline int untrack(__u64 skb)
 {
-	if (cfg.track && cfg.untrack)
-		bpf_map_delete_elem(&tracked, &skb);
+	if ((cfg.track || cfg.follow) && cfg.untrack)
+		forget((struct sk_buff *)skb);
 	return 0;
 }
 
-/*
- * --track without a capture at the free tracepoints: only forget freed
- * skbs, so their addresses, reused, do not look tracked.
- */
+/* Where no capture program runs at the free tracepoints: only forget. */
 SEC("tp_btf/kfree_skb")
 int xcap_untrack_kfree(__u64 *ctx)
 {
-	__u64 key = ctx[0];
-
-	bpf_map_delete_elem(&tracked, &key);
+	forget((struct sk_buff *)ctx[0]);
 	return 0;
 }
 
 SEC("tp_btf/consume_skb")
 int xcap_untrack_consume(__u64 *ctx)
 {
-	__u64 key = ctx[0];
+	forget((struct sk_buff *)ctx[0]);
+	return 0;
+}
 
-	bpf_map_delete_elem(&tracked, &key);
+/*
+ * pskb_expand_head(skb, ...) moves the packet to a new buffer: at entry,
+ * note the old one; at return, give the new one the old one's id, if the
+ * old one was captured.
+ */
+static __always_inline void expand_entry(struct sk_buff *skb)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct expanding e = {
+		.skb = (__u64)skb,
+		.head = (__u64)BPF_CORE_READ(skb, head),
+	};
+
+	bpf_map_update_elem(&expanding, &tid, &e, BPF_ANY);
+}
+
+static __always_inline void expand_return(void)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct expanding *e = bpf_map_lookup_elem(&expanding, &tid);
+	struct sk_buff *skb;
+	__u64 old, now, *id, keep;
+
+	if (!e)
+		return;
+	skb = (struct sk_buff *)e->skb;
+	old = e->head;
+	bpf_map_delete_elem(&expanding, &tid);
+	now = (__u64)BPF_CORE_READ(skb, head);
+	if (now == old)
+		return;
+	id = bpf_map_lookup_elem(&ids, &old);
+	if (!id)
+		return;
+	keep = *id;
+	bpf_map_update_elem(&ids, &now, &keep, BPF_ANY);
+}
+
+SEC("fentry/pskb_expand_head")
+int xcap_expand_fentry(__u64 *ctx)
+{
+	expand_entry((struct sk_buff *)ctx[0]);
+	return 0;
+}
+
+SEC("fexit/pskb_expand_head")
+int xcap_expand_fexit(__u64 *ctx)
+{
+	expand_return();
+	return 0;
+}
+
+SEC("kprobe/pskb_expand_head")
+int xcap_expand_kprobe(struct pt_regs *ctx)
+{
+	expand_entry((struct sk_buff *)PT_REGS_PARM1(ctx));
+	return 0;
+}
+
+SEC("kretprobe/pskb_expand_head")
+int xcap_expand_kretprobe(struct pt_regs *ctx)
+{
+	expand_return();
 	return 0;
 }
 

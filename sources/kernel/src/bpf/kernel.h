@@ -20,7 +20,9 @@ struct xcap_config {
 	__u32 untrack;        /* this hook frees skbs: forget them after capture */
 	__u32 ret;            /* fexit/kretprobe: a return record follows */
 	__u32 nr_hooks;       /* hooks this object serves, from `hook` on */
-	__u32 frag;          /* skb_frag_t layout: see KernelBtf::frag_layout */
+	__u32 frag;           /* skb_frag_t layout: see KernelBtf::frag_layout */
+	__u32 follow;         /* ids follow reallocated buffers (the ids map) */
+	__u32 pad;
 	char comm[16];        /* --comm: only while this task name runs ("": any) */
 };
 
