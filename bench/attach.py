@@ -21,8 +21,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--xcap", default="target/release/xcap")
+    ap.add_argument("--kernel", action="append",
+                    help="kernel series in /boot (default: 6.1. and 6.12, Debian 12's two)")
     a = ap.parse_args()
-    kernel = sorted(glob.glob("/boot/vmlinuz-*"))[-1]
+    for series in a.kernel or ["6.1.", "6.12"]:
+        found = sorted(glob.glob(f"/boot/vmlinuz-{series}*"))
+        if found:
+            one_kernel(found[-1], a)
+        else:
+            print(f"no /boot/vmlinuz-{series}*: skipped\n")
+
+
+def one_kernel(kernel, a):
     d = tempfile.mkdtemp(prefix="xcap-attach-")
     out = os.path.join(d, "times")
     script = os.path.abspath("bench/attach_vm.sh")
@@ -44,7 +54,6 @@ def main():
         med = {t: statistics.median(x[1] for x in v) / 1000 for t, v in tools.items()}
         n = tools.get("xcap", tools.get("bpftrace"))[0][0]
         x, b = med.get("xcap"), med.get("bpftrace")
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"
         ratio = f"{x / b:.2f}" if x and b else "-"
         print(f"| `{label}` | {n} | {fmt(x)} | {fmt(b)} | {ratio} |")
     errs = out + ".err"
@@ -52,6 +61,11 @@ def main():
         text = open(errs).read().strip()
         if text:
             print("\nstderr:\n" + text[:2000])
+    print()
+
+
+def fmt(v):
+    return "-" if v is None else f"{v:.2f}"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 # to the moment everything is attached, for one function hook, a wildcard
 # of about a hundred functions, and every function taking an skb. xcap is
 # timed to its "capturing from" line; bpftrace, on the same functions, to
-# its BEGIN probe, which it fires once all probes are attached.
+# the moment ftrace lists all those functions as enabled (its BEGIN probe
+# fires before it attaches the others, so it cannot tell).
 # Usage: attach_vm.sh XCAP OUTFILE RUNS
 X=$1
 OUT=$2
@@ -15,6 +16,8 @@ ulimit -n 65536
 TF=/sys/kernel/tracing
 [ -e $TF/available_filter_functions ] || mount -t tracefs nodev $TF
 awk '{print $1}' $TF/available_filter_functions | sort -u > /tmp/traceable
+# Functions ftrace calls out of (kprobes, kprobe-multi and fentry alike).
+traced() { wc -l < $TF/enabled_functions; }
 # What a wildcard attaches: functions taking an skb as argument 1-5 that
 # ftrace can probe.
 funcs() {
@@ -45,18 +48,27 @@ xcap() { # label, hook
 bpftrace_() { # label, pattern
     local list=$(funcs "$2")
     local n=$(echo "$list" | wc -l)
-    local prog="$(echo "$list" | sed 's/^/kprobe:/' | paste -sd,) { } BEGIN { printf(\"ready\\n\"); }"
+    local prog="$(echo "$list" | sed 's/^/kprobe:/' | paste -sd,) { }"
     for r in $(seq 1 "$RUNS"); do
         local o=$(mktemp)
+        local base=$(traced)
         local t0=$(date +%s%N)
         bpftrace -e "$prog" >"$o" 2>&1 &
         local p=$!
-        wait_for "$o" ready $p
+        local t=0
+        while [ $(( $(traced) - base )) -lt "$n" ] && [ $t -lt 12000 ]; do
+            kill -0 $p 2>/dev/null || break
+            t=$((t + 1))
+            sleep 0.05
+        done
         local t1=$(date +%s%N)
+        local got=$(( $(traced) - base ))
         kill -INT $p; wait $p
-        echo "bpftrace $1 $n $(( (t1 - t0) / 1000000 ))" >> "$OUT"
-        grep -v 'ready\|Attaching' "$o" | sort -u | head -5 >> "$OUT.err"
+        echo "bpftrace $1 $got $(( (t1 - t0) / 1000000 ))" >> "$OUT"
+        grep -v 'Attaching' "$o" | sort -u | head -5 >> "$OUT.err"
         rm -f "$o"
+        # Wait until its kprobes are gone before the next run.
+        for i in $(seq 600); do [ "$(traced)" -gt "$base" ] || break; sleep 0.1; done
     done
 }
 xcap kprobe:ip_rcv kprobe:ip_rcv

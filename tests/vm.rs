@@ -1,8 +1,10 @@
-//! Function hooks in a VM running Debian's stock kernel, where fentry and
-//! kprobes work (this machine's kernel refuses fentry and has no kprobes). Needs root, qemu, virtme-ng (vng) and
-//! linux-image-amd64: scripts/setup installs them. The VM shares the host's
-//! filesystem, so it runs the xcap just built; tests/vm/function_hooks.sh does the
-//! capture inside and this test checks the files it leaves.
+//! Function hooks in VMs running Debian 12's stock kernels, 6.1 (the
+//! default) and 6.12 (kprobe-multi), where fentry and kprobes work (this
+//! machine's kernel refuses fentry and has no kprobes). Needs root, qemu,
+//! virtme-ng (vng), linux-image-amd64 and linux-image-6.12-amd64:
+//! scripts/setup installs them. The VM shares the host's filesystem, so it
+//! runs the xcap just built; tests/vm/function_hooks.sh does the capture
+//! inside and this test checks the files it leaves.
 
 mod common;
 
@@ -12,8 +14,8 @@ use std::process::Command;
 
 use common::*;
 
-/// The newest Debian kernel image in /boot.
-fn stock_kernel() -> PathBuf {
+/// The newest Debian kernel image in /boot of a series (`6.1.`, `6.12`).
+fn stock_kernel(series: &str) -> PathBuf {
     let mut v: Vec<PathBuf> = std::fs::read_dir("/boot")
         .expect("/boot")
         .flatten()
@@ -21,12 +23,22 @@ fn stock_kernel() -> PathBuf {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
+                .is_some_and(|n| n.starts_with(&format!("vmlinuz-{series}")))
         })
         .collect();
     v.sort();
-    v.pop()
-        .expect("no /boot/vmlinuz-*: install linux-image-amd64 (scripts/setup does)")
+    v.pop().unwrap_or_else(|| {
+        panic!("no /boot/vmlinuz-{series}*: install Debian's kernel package (scripts/setup does)")
+    })
+}
+
+/// Whether the kernel was built with fprobe, which kprobe-multi needs.
+fn has_fprobe(kernel: &std::path::Path) -> bool {
+    let config = kernel.to_string_lossy().replace("vmlinuz-", "config-");
+    std::fs::read_to_string(config)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l == "CONFIG_FPROBE=y")
 }
 
 /// Packets of one pcapng interface (by name): (packet id, bytes) in order.
@@ -71,17 +83,29 @@ fn by_iface(path: &std::path::Path) -> BTreeMap<String, Vec<(u64, Vec<u8>)>> {
     m
 }
 
+/// Debian 12's default kernel (linux-image-amd64, 6.1): no kprobe-multi,
+/// so wildcards attach one kprobe per function.
 #[test]
-fn function_hooks_in_stock_kernel_match_tcpdump() {
+fn function_hooks_debian_6_1_match_tcpdump() {
+    function_hooks_match_tcpdump(&stock_kernel("6.1."), "6.1");
+}
+
+/// Debian 12's 6.12 kernel package (linux-image-6.12-amd64): kprobe-multi,
+/// and 6.12's skb_frag_t (netmem).
+#[test]
+fn function_hooks_debian_6_12_match_tcpdump() {
+    function_hooks_match_tcpdump(&stock_kernel("6.12"), "6.12");
+}
+
+fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
     require_root();
-    let kernel = stock_kernel();
-    let dir = tmpdir("vm");
+    let dir = tmpdir(&format!("vm{tag}"));
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vm/function_hooks.sh");
     let out = Command::new("timeout")
         .arg("600")
         .arg("vng")
         .arg("--run")
-        .arg(&kernel)
+        .arg(kernel)
         .args(["--disable-kvm", "--memory", "2G", "--cpus", "2", "--rwdir"])
         .arg(&dir)
         .arg("--exec")
@@ -186,6 +210,11 @@ fn function_hooks_in_stock_kernel_match_tcpdump() {
     // program; tcp_v4_rcv among them sees what tcpdump saw.
     let werr = std::fs::read_to_string(dir.join("w.err")).unwrap_or_default();
     assert!(werr.contains("xcap exit 0"), "{werr}");
+    if has_fprobe(kernel) {
+        assert!(werr.contains("one kprobe-multi link"), "{werr}");
+    } else {
+        assert!(werr.contains("one kprobe each (no kprobe-multi"), "{werr}");
+    }
     let w = by_iface(&dir.join("w.pcapng"));
     let at_rcv = w
         .get("kernel:kprobe:tcp_v4_rcv:vb")

@@ -6,7 +6,7 @@
 # and kretprobe, and at kprobe:ip_protocol_deliver_rcu@2 (the skb named as
 # the second argument); meanwhile a second xcap prints --latency from
 # fentry:ip_rcv to tcp_v4_rcv, and a third hooks every tcp_* function that
-# takes an skb (one kprobe each: Debian's 6.1 has no kprobe-multi).
+# takes an skb (kprobe-multi where the kernel has it, as 6.12; 6.1 has not).
 # Usage: function_hooks.sh XCAP OUTDIR
 set -u
 X=$1
