@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+import time
 
 
 def main():
@@ -41,13 +42,23 @@ def one_kernel(kernel, a):
                     f"{script} {os.path.abspath(a.xcap)} {out} {a.runs}"],
                    check=False, capture_output=True)
     rows = {}
+    calib = None
     for line in open(out):
         parts = line.split()
-        if len(parts) == 4:
+        if parts[:2] == ["calibration", "python"]:
+            calib = int(parts[2])
+        elif len(parts) == 4:
             tool, label, n, ms = parts
             rows.setdefault(label, {}).setdefault(tool, []).append((int(n), int(ms)))
     print(f"VM: {os.path.basename(kernel)}, qemu without KVM, 2 vCPUs; median of {a.runs} runs "
-          "(one run for every function)\n")
+          "(one run for every function)")
+    if calib:
+        t0 = time.monotonic()
+        subprocess.run(["python3", "-c", "sum(range(3 * 10**6))"], check=True)
+        host = (time.monotonic() - t0) * 1000
+        print(f"A fixed piece of Python: {calib} ms in the VM, {host:.0f} ms on the host "
+              f"(the emulated CPU is {calib / host:.0f}x slower)")
+    print()
     print("| hooks | functions | xcap (s) | bpftrace, same functions (s) | xcap / bpftrace |")
     print("|---|---|---|---|---|")
     for label, tools in rows.items():

@@ -13,6 +13,12 @@ RUNS=${3:-3}
 # One file descriptor per kprobe (no kprobe-multi here): both tools need more
 # than the default 1,024 for every function.
 ulimit -n 65536
+# bpftrace refuses more than 512 probes unless told.
+export BPFTRACE_MAX_PROBES=4096
+# How fast this emulated CPU runs a fixed piece of userspace work; attach.py
+# times the same on the host.
+t0=$(date +%s%N); python3 -c 'sum(range(3 * 10**6))'; t1=$(date +%s%N)
+echo "calibration python $(( (t1 - t0) / 1000000 ))" >> "$OUT"
 TF=/sys/kernel/tracing
 [ -e $TF/available_filter_functions ] || mount -t tracefs nodev $TF
 awk '{print $1}' $TF/available_filter_functions | sort -u > /tmp/traceable
@@ -78,5 +84,7 @@ xcap 'tcp_*' 'tcp_*'
 bpftrace_ 'tcp_*' 'tcp_*'
 # Tens of milliseconds per kprobe in the emulated VM: once each.
 RUNS=1 xcap '*' '*'
-RUNS=1 bpftrace_ '*' '*'
+# bpftrace 0.17 on every function: not attached after 24 minutes on 6.1
+# (one program per probe); only on request.
+[ -n "${BPFTRACE_ALL:-}" ] && RUNS=1 bpftrace_ '*' '*'
 echo done >> "$OUT"

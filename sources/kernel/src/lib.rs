@@ -634,7 +634,8 @@ struct Loaded {
 pub struct KernelSource {
     hooks: Vec<Hook>,
     loaded: Vec<Loaded>,
-    /// --track's programs that only forget freed skbs.
+    /// Programs that only keep state: forget freed skbs (--track, ids),
+    /// follow buffers through pskb_expand_head.
     helpers: Vec<Loaded>,
     reasons: HashMap<u32, String>,
     ksyms: Option<Ksyms>,
@@ -696,8 +697,8 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
     };
     xcap_bpf_common::capture_libbpf_log();
     let mut loaded: Vec<Loaded> = Vec::with_capacity(hooks.len());
-    // One object per hook, or per wildcard group of hooks.
     let expand = follow_backend(cfg, &hooks, &btf);
+    // One object per hook, or per wildcard group of hooks.
     let mut units: Vec<(usize, usize)> = Vec::new();
     for (i, h) in hooks.iter().enumerate() {
         match units.last_mut() {
