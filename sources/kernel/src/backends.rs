@@ -41,11 +41,23 @@ fn why(e: &libbpf_rs::Error) -> String {
 
 /// Try both backends on kernel function `func`.
 pub fn probe(btf: &KernelBtf, func: &str) -> Backends {
+    probe_some(btf, func, true, true)
+}
+
+/// Try only the backends asked for (each try attaches something: a
+/// trampoline or a kprobe, tenths of a second in an emulated VM); the
+/// others read "not tried".
+pub fn probe_some(btf: &KernelBtf, func: &str, fentry: bool, kprobe: bool) -> Backends {
     // The attempts are expected to fail on many kernels: keep libbpf quiet.
     let prev = libbpf_rs::set_print(None);
+    let untried = || Err("not tried".to_string());
     let b = Backends {
-        fentry: try_fentry(btf, func),
-        kprobe: try_kprobe(func),
+        fentry: if fentry {
+            try_fentry(btf, func)
+        } else {
+            untried()
+        },
+        kprobe: if kprobe { try_kprobe(func) } else { untried() },
     };
     libbpf_rs::set_print(prev.or(Some((PrintLevel::Warn, |_, _| {}))));
     b

@@ -419,14 +419,25 @@ fn function_hook(spec: &str, btf: &KernelBtf) -> Result<Hook> {
             }
         )));
     }
-    let b = backends::probe(btf, func);
+    // Try what the hook can use: the backend asked for; else fentry, and
+    // kprobe only when fentry is refused.
+    let b = match want {
+        Some("fentry") => backends::probe_some(btf, func, true, false),
+        Some(_) => backends::probe_some(btf, func, false, true),
+        None if typed => match backends::probe_some(btf, func, true, false) {
+            b if b.fentry.is_ok() => b,
+            _ => backends::probe(btf, func),
+        },
+        None => backends::probe(btf, func),
+    };
     let fentry_ok = b.fentry.is_ok() && typed;
     let (backend, max) = match want {
         Some("fentry") if fentry_ok => ("fentry", 5),
         Some("kprobe") if b.kprobe.is_ok() => ("kprobe", 4),
         None if fentry_ok => ("fentry", 5),
         None if b.kprobe.is_ok() => ("kprobe", 4),
-        _ => return Err(refuse_function_hook(spec, btf, Some(b))),
+        // Refused: say what every backend gives here.
+        _ => return Err(refuse_function_hook(spec, btf, None)),
     };
     if arg > max {
         return Err(Error::input(format!(
@@ -833,10 +844,15 @@ fn follow_backend(
         return None;
     }
     btf.func_id(EXPAND_FN)?;
-    let b = backends::probe(btf, EXPAND_FN);
-    if b.fentry.is_ok() {
+    if backends::probe_some(btf, EXPAND_FN, true, false)
+        .fentry
+        .is_ok()
+    {
         Some(("xcap_expand_fentry", "xcap_expand_fexit"))
-    } else if b.kprobe.is_ok() {
+    } else if backends::probe_some(btf, EXPAND_FN, false, true)
+        .kprobe
+        .is_ok()
+    {
         Some(("xcap_expand_kprobe", "xcap_expand_kretprobe"))
     } else {
         None
