@@ -27,7 +27,7 @@ fn track_follows_a_packet_through_nat() {
             args.push("--track");
         }
         args.extend(["tcp", "dst", "port", "80"]);
-        let cap = Capture::start(xcap_cmd(&args), "capturing");
+        let cap = xcap(&args);
         // Three connection attempts (SYN retries are not needed: RST comes back).
         for _ in 0..3 {
             let _ = Command::new("ip")
@@ -36,6 +36,13 @@ fn track_follows_a_packet_through_nat() {
                 .stderr(Stdio::null())
                 .status();
         }
+        // The three SYNs as they arrived, and with --track as they were
+        // freed after NAT, are in the file.
+        wait_until(20, || {
+            let ports: Vec<_> = packets_so_far(&f).iter().filter_map(tcp_dport).collect();
+            let n = |port| ports.iter().filter(|p| **p == port).count();
+            n(80) >= 3 && (!track || n(8080) >= 3)
+        });
         let (code, err) = cap.stop();
         assert_eq!(code, 0, "{err}");
         let out = sh(&format!(
@@ -82,12 +89,19 @@ fn latency_across_hooks() {
     args.push(&filter);
     let mut c = xcap_cmd(&args);
     c.stdout(Stdio::piped());
-    let cap = Capture::start(c, "capturing");
+    let cap = Capture::start(c, READY);
     v.exec(&v.a, &format!("ping -c 5 -i 0.1 {}", v.ip_b));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(cap.pid() as i32, libc::SIGINT) };
-    let out = cap.wait_output();
+    // Each request at its first hook and at three later ones.
+    wait_until(20, || {
+        let out = cap.stdout_so_far();
+        out.lines()
+            .filter(|l| l.contains(" tp:net:net_dev_queue va "))
+            .count()
+            >= 5
+            && out.matches("  +").count() >= 15
+    });
+    let (code, out, err) = cap.end(true);
+    assert_eq!(code, 0, "{err}");
     let firsts = out
         .lines()
         .filter(|l| l.contains(" tp:net:net_dev_queue va "))
@@ -145,9 +159,18 @@ fn pid_and_comm_select_the_sending_task() {
         } else {
             args.extend(["--pid", &pid]);
         }
-        let cap = Capture::start(xcap_cmd(&args), "capturing");
-        std::thread::sleep(std::time::Duration::from_millis(1200));
+        let cap = xcap(&args);
+        // Capture until ping's requests show, with the UDP sender still
+        // sending: it started first, so the filter had its packets to reject.
+        wait_until(20, || {
+            packets_so_far(&f).iter().filter(|p| is_icmp(p)).count() >= 3
+        });
+        let sending = sender.try_wait().unwrap().is_none();
         let (code, err) = cap.stop();
+        assert!(
+            sending,
+            "{mode}: the UDP sender ended before the capture did"
+        );
         let _ = ping.kill();
         let _ = ping.wait();
         let _ = sender.wait();

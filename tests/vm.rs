@@ -9,28 +9,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 
 use common::*;
-
-/// The newest Debian kernel image in /boot of a series (`6.1.`, `6.12`).
-fn stock_kernel(series: &str) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/boot")
-        .expect("/boot")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("vmlinuz-{series}")))
-        })
-        .collect();
-    v.sort();
-    v.pop().unwrap_or_else(|| {
-        panic!("no /boot/vmlinuz-{series}*: install Debian's kernel package (scripts/setup does)")
-    })
-}
 
 /// Whether the kernel was built with fprobe, which kprobe-multi needs.
 fn has_fprobe(kernel: &std::path::Path) -> bool {
@@ -98,31 +78,9 @@ fn function_hooks_debian_6_12_match_tcpdump() {
 }
 
 fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
-    require_root();
-    let dir = tmpdir(&format!("vm{tag}"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vm/function_hooks.sh");
-    let out = Command::new("timeout")
-        .arg("600")
-        .arg("vng")
-        .arg("--run")
-        .arg(kernel)
-        .args(["--disable-kvm", "--memory", "2G", "--cpus", "2", "--rwdir"])
-        .arg(&dir)
-        .arg("--exec")
-        .arg(format!("{} {XCAP} {}", script.display(), dir.display()))
-        .output()
-        .expect("vng (virtme-ng) must be installed: pip install virtme-ng");
-    let err = std::fs::read_to_string(dir.join("x.err")).unwrap_or_default();
-    assert!(
-        dir.join("done").exists(),
-        "the VM run did not finish: {}\n{}\nxcap: {err}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        err.contains("xcap exit 0") || err.contains("packets captured"),
-        "{err}"
-    );
+    let dir = vm_script(kernel, &format!("vm{tag}"), "function_hooks.sh", 600);
+    let exited_0 = |name: &str| assert_exited_0(&dir, name);
+    exited_0("x.err");
     let td = read_packets(&dir.join("t.pcap"));
     assert!(td.len() >= 8, "tcpdump saw the connection: {}", td.len());
     let want: BTreeMap<Vec<u8>, usize> = td.iter().fold(BTreeMap::new(), |mut m, p| {
@@ -185,8 +143,7 @@ fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
     assert_eq!(rets, 6 * ids[0].len());
     // The iptables drop, by function hooks: each ping reaches
     // __ip_local_out, nf_hook_slow returns -EPERM, ip_output never sees it.
-    let derr = std::fs::read_to_string(dir.join("d.err")).unwrap_or_default();
-    assert!(derr.contains("xcap exit 0"), "{derr}");
+    exited_0("d.err");
     let json = sh(&format!(
         "{XCAP} -r {} --json",
         dir.join("d.pcapng").display()
@@ -208,8 +165,8 @@ fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
     }
     // A wildcard: every tcp_* function with an skb, by one multi-attached
     // program; tcp_v4_rcv among them sees what tcpdump saw.
+    exited_0("w.err");
     let werr = std::fs::read_to_string(dir.join("w.err")).unwrap_or_default();
-    assert!(werr.contains("xcap exit 0"), "{werr}");
     if has_fprobe(kernel) {
         assert!(werr.contains("one kprobe-multi link"), "{werr}");
     } else {
@@ -232,8 +189,7 @@ fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
     // The IP header not built yet at __ip_queue_xmit, synthesized from the
     // socket (the TCP header and payload are the packet's own), matched by
     // the filter; against tcpdump -Q out on the sender.
-    let serr = std::fs::read_to_string(dir.join("s.err")).unwrap_or_default();
-    assert!(serr.contains("xcap exit 0"), "{serr}");
+    exited_0("s.err");
     let out = read_packets(&dir.join("to.pcap"));
     assert!(out.len() >= 8, "tcpdump saw the sender: {}", out.len());
     let spk = read_packets(&dir.join("s.pcapng"));
@@ -280,8 +236,8 @@ fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
     // A reallocated buffer keeps its packet's id: at netif_receive_skb and
     // at ip_rcv after tc's pedit moved it (ids equal, echo requests and
     // replies alike), while ip_rcv alone shows the new buffer's address.
-    let ferr = std::fs::read_to_string(dir.join("f.err")).unwrap_or_default();
-    assert!(ferr.contains("xcap exit 0"), "{ferr}");
+    exited_0("f.err");
+    exited_0("g.err");
     let f = by_iface(&dir.join("f.pcapng"));
     let g = by_iface(&dir.join("g.pcapng"));
     let ids_at = |m: &BTreeMap<String, Vec<(u64, Vec<u8>)>>, h: &str| -> Vec<u64> {
@@ -303,6 +259,7 @@ fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
         assert_ne!(a, b, "pedit reallocated the buffer");
     }
     // --latency: every packet from ip_rcv to tcp_v4_rcv, with a summary.
+    exited_0("lat.err");
     let lat = std::fs::read_to_string(dir.join("lat.txt")).unwrap_or_default();
     let n = ids[0].len();
     assert_eq!(lat.matches("  +").count(), n, "{lat}");
@@ -312,4 +269,51 @@ fn function_hooks_match_tcpdump(kernel: &std::path::Path, tag: &str) {
         )),
         "{lat}"
     );
+}
+
+/// One id per packet at every hook, run after run: ten fresh captures of
+/// three echo requests at a tracepoint and fentry, fexit, kprobe and
+/// kretprobe hooks, with --track (tests/vm/packet_ids.sh).
+#[test]
+fn packet_ids_hold_across_hooks_debian_6_1() {
+    packet_ids_hold(&stock_kernel("6.1."), "6.1");
+}
+
+#[test]
+fn packet_ids_hold_across_hooks_debian_6_12() {
+    packet_ids_hold(&stock_kernel("6.12"), "6.12");
+}
+
+fn packet_ids_hold(kernel: &std::path::Path, tag: &str) {
+    let dir = vm_script(kernel, &format!("ids{tag}"), "packet_ids.sh", 900);
+    let hooks = [
+        "kernel:netif_receive_skb:vb",
+        "kernel:ip_rcv:vb",
+        "kernel:fexit:ip_local_deliver:vb",
+        "kernel:kprobe:ip_protocol_deliver_rcu:vb",
+        "kernel:kretprobe:icmp_rcv:vb",
+    ];
+    let mut bad = Vec::new();
+    for n in 1..=10 {
+        assert_exited_0(&dir, &format!("run-{n}.err"));
+        let got = by_iface(&dir.join(format!("run-{n}.pcapng")));
+        let ids: Vec<Vec<u64>> = hooks
+            .iter()
+            .map(|h| {
+                got.get(*h)
+                    .map_or(Vec::new(), |p| p.iter().map(|x| x.0).collect())
+            })
+            .collect();
+        let ok =
+            ids[0].len() == 3 && ids[0].iter().all(|i| *i != 0) && ids.iter().all(|v| *v == ids[0]);
+        if !ok {
+            let seqs: Vec<String> = hooks
+                .iter()
+                .zip(&ids)
+                .map(|(h, v)| format!("  {h}: {v:x?}"))
+                .collect();
+            bad.push(format!("run {n}:\n{}", seqs.join("\n")));
+        }
+    }
+    assert!(bad.is_empty(), "ids differ:\n{}", bad.join("\n"));
 }

@@ -52,12 +52,12 @@ struct xcap_event {
 	__u32 tid;
 	__u32 cpu;
 	__u32 drop_reason;
-	__u16 protocol;   /* skb->protocol, network byte order */
-	__u8 link;        /* enum xcap_link */
-	__u8 dir;         /* enum xcap_dir */
+	__u32 queue;      /* rx/tx queue, XCAP_NO_QUEUE when unknown */
 	__u16 nr_stack;   /* valid entries of the stack area */
 	__u16 flags;      /* enum xcap_flags */
-	__u32 queue;      /* rx/tx queue, XCAP_NO_QUEUE when unknown */
+	__u8 link;        /* enum xcap_link */
+	__u8 dir;         /* enum xcap_dir */
+	__u8 pad[2];
 	char comm[XCAP_COMM_LEN];
 	char ifname[XCAP_IFNAME_LEN];
 };
@@ -66,9 +66,8 @@ struct xcap_event {
 enum xcap_counter {
 	XCAP_CNT_SEEN = 0,     /* hook ran and the packet passed -i */
 	XCAP_CNT_LOST = 1,     /* ring buffer full: record lost */
-	XCAP_CNT_TRUNC = 2,    /* paged data that could not be read */
-	XCAP_CNT_MATCHED = 3,  /* passed the filter (when one is set) */
-	XCAP_CNT_MAX = 4,
+	XCAP_CNT_TRUNC = 2,    /* captured short: data that could not be read */
+	XCAP_CNT_MAX = 3,
 };
 
 #endif /* __XCAP_EVENT_H */

@@ -6,8 +6,6 @@
 //! passed it. Queues are bounded and block, so a slow sink pushes back into
 //! the sources' own buffers, where every loss is counted.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::Arc;
@@ -36,58 +34,102 @@ pub struct BusReport {
     pub error: Option<Error>,
 }
 
-/// Heap key of a waiting packet: small, so sifting the heap stays cheap;
-/// the packet itself waits in `Waiting`, indexed by `seq`.
-#[derive(PartialEq, Eq)]
-struct Key {
-    ts: u64,
-    seq: u64,
+/// One batch of one source, in time order, emitted from `pos` on. Packets
+/// stay where the source put them until the whole run is emitted: no
+/// packet is moved or compared with a heap on its way to the sinks.
+struct Run {
+    src: usize,
+    packets: Vec<Packet>,
+    pos: usize,
 }
 
-impl PartialOrd for Key {
-    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Key {
-    // Reversed: BinaryHeap is a max-heap, we want the oldest first.
-    fn cmp(&self, o: &Self) -> CmpOrdering {
-        (o.ts, o.seq).cmp(&(self.ts, self.seq))
+impl Run {
+    fn head(&self) -> u64 {
+        self.packets[self.pos].ts_ns
     }
 }
 
-/// Packets in arrival order; slot `seq - base` holds packet `seq` until it
-/// leaves the bus.
+/// Packets waiting for the watermarks, as runs in arrival order. A source's
+/// batches are nearly sorted already (records from different CPUs may
+/// interleave a little), and successive batches rarely overlap in time, so
+/// merging is mostly emitting one run straight through.
 #[derive(Default)]
 struct Waiting {
-    base: u64,
-    slots: VecDeque<Option<(usize, Packet)>>,
-    heap: BinaryHeap<Key>,
+    runs: Vec<Run>,
 }
 
 impl Waiting {
-    fn push(&mut self, src: usize, p: Packet) {
-        let seq = self.base + self.slots.len() as u64;
-        self.heap.push(Key { ts: p.ts_ns, seq });
-        self.slots.push_back(Some((src, p)));
-    }
-    /// The oldest packet if its time is at most `limit`.
-    fn pop_until(&mut self, limit: u64) -> Option<(usize, Packet)> {
-        if self.heap.peek()?.ts > limit {
-            return None;
+    fn push(&mut self, src: usize, mut packets: Vec<Packet>) {
+        if packets.is_empty() {
+            return;
         }
-        let k = self.heap.pop()?;
-        let out = self.slots.get_mut((k.seq - self.base) as usize)?.take();
-        while matches!(self.slots.front(), Some(None)) {
-            self.slots.pop_front();
-            self.base += 1;
+        // Stable and adaptive: a sorted batch costs one pass, no moves.
+        if !packets.is_sorted_by_key(|p| p.ts_ns) {
+            packets.sort_by_key(|p| p.ts_ns);
         }
-        out
+        self.runs.push(Run {
+            src,
+            packets,
+            pos: 0,
+        });
     }
+
+    /// Emit, oldest first, every packet whose time is at most `limit`
+    /// (equal times: the earlier batch first); `emit` returns false to stop.
+    /// Each run once emitted whole goes to `done`.
+    fn drain_until(
+        &mut self,
+        limit: u64,
+        mut emit: impl FnMut(usize, &Packet) -> bool,
+        mut done: impl FnMut(usize, Vec<Packet>),
+    ) {
+        loop {
+            // The run with the oldest head, and the head that comes next.
+            let mut best: Option<usize> = None;
+            for (i, r) in self.runs.iter().enumerate() {
+                if best.is_none_or(|b| r.head() < self.runs[b].head()) {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else { return };
+            if self.runs[b].head() > limit {
+                return;
+            }
+            // Up to where another run takes over: strictly older heads of
+            // later runs, or equal heads of earlier runs, go first.
+            let mut bound = limit;
+            let mut inclusive = true;
+            for (i, r) in self.runs.iter().enumerate() {
+                if i == b {
+                    continue;
+                }
+                let h = r.head();
+                if h < bound || (h == bound && i < b && inclusive) {
+                    bound = h;
+                    inclusive = i > b;
+                }
+            }
+            let run = &mut self.runs[b];
+            while run.pos < run.packets.len() {
+                let ts = run.packets[run.pos].ts_ns;
+                if ts > bound || (ts == bound && !inclusive) {
+                    break;
+                }
+                let go_on = emit(run.src, &run.packets[run.pos]);
+                run.pos += 1;
+                if !go_on {
+                    return;
+                }
+            }
+            if run.pos == run.packets.len() {
+                let run = self.runs.remove(b);
+                done(run.src, run.packets);
+            }
+        }
+    }
+
     fn clear(&mut self) {
-        self.base += self.slots.len() as u64;
-        self.slots.clear();
-        self.heap.clear();
+        self.runs.clear();
     }
 }
 
@@ -159,11 +201,17 @@ pub fn run(
             }
         })
         .collect();
+    // Written batches go back to their source (see SourceCtx::recycled);
+    // when its queue is full or the source is gone they are dropped here.
+    let mut back = Vec::with_capacity(n);
     for (index, src) in sources.into_iter().enumerate() {
+        let (back_tx, back_rx) = sync_channel::<Vec<Packet>>(8);
+        back.push(back_tx);
         let ctx = SourceCtx {
             index,
             tx: tx.clone(),
             stop: stop.clone(),
+            back: back_rx,
         };
         let done_tx = tx.clone();
         let name = src.name().to_string();
@@ -205,20 +253,23 @@ pub fn run(
         };
         let i = batch.source;
         if !out.full() {
-            for p in batch.packets {
-                if let Some(f) = &user_filter[i] {
-                    if !f.matches(p.link, &p.data, p.orig_len) {
-                        continue;
-                    }
-                }
-                waiting.push(i, p);
+            let mut packets = batch.packets;
+            if let Some(f) = &user_filter[i] {
+                packets.retain(|p| f.matches(p.link, &p.data, p.orig_len));
             }
+            waiting.push(i, packets);
         }
         watermarks[i] = watermarks[i].max(batch.watermark);
         if let Some(done) = batch.done {
             live[i] = false;
             match done {
-                Ok(r) => reports[i] = Some(r),
+                Ok(r) => {
+                    if let (Some(m), None) = (&r.failure, &source_error) {
+                        source_error = Some(Error::runtime(m.clone()));
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    reports[i] = Some(r)
+                }
                 Err(e) => {
                     if source_error.is_none() {
                         source_error = Some(e);
@@ -233,10 +284,17 @@ pub fn run(
             .min()
             .unwrap_or(u64::MAX);
         let mut emitted = false;
-        while let Some((src, p)) = waiting.pop_until(limit) {
-            out.emit(src, &p);
-            emitted = true;
-        }
+        waiting.drain_until(
+            limit,
+            |src, p| {
+                out.emit(src, p);
+                emitted = true;
+                !out.full()
+            },
+            |src, packets| {
+                let _ = back[src].try_send(packets);
+            },
+        );
         // Once per batch, not per packet: a live reader sees output promptly.
         if emitted {
             out.flush();
@@ -248,9 +306,14 @@ pub fn run(
             waiting.clear();
         }
     }
-    while let Some((src, p)) = waiting.pop_until(u64::MAX) {
-        out.emit(src, &p);
-    }
+    waiting.drain_until(
+        u64::MAX,
+        |src, p| {
+            out.emit(src, p);
+            !out.full()
+        },
+        |_, _| {},
+    );
     for h in handles {
         let _ = h.join();
     }
@@ -283,4 +346,99 @@ pub fn run(
         per_source,
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LinkType, Meta};
+
+    fn pkt(ts: u64, tag: u8) -> Packet {
+        Packet {
+            ts_ns: ts,
+            data: vec![tag],
+            orig_len: 1,
+            link: LinkType::Ethernet,
+            meta: Meta::default(),
+        }
+    }
+
+    fn drain(w: &mut Waiting, limit: u64) -> Vec<(usize, u64, u8)> {
+        let mut v = Vec::new();
+        w.drain_until(
+            limit,
+            |s, p| {
+                v.push((s, p.ts_ns, p.data[0]));
+                true
+            },
+            |_, _| {},
+        );
+        v
+    }
+
+    #[test]
+    fn merges_overlapping_unsorted_batches_in_time_order() {
+        let mut w = Waiting::default();
+        w.push(0, vec![pkt(10, 1), pkt(30, 2), pkt(20, 3), pkt(50, 4)]);
+        w.push(1, vec![pkt(15, 5), pkt(30, 6), pkt(60, 7)]);
+        w.push(0, vec![pkt(25, 8), pkt(70, 9)]);
+        let got = drain(&mut w, 30);
+        // Equal times: the earlier batch first.
+        let tags: Vec<u8> = got.iter().map(|g| g.2).collect();
+        assert_eq!(tags, [1, 5, 3, 8, 2, 6]);
+        // Nothing newer than the limit left; the rest waits.
+        let rest: Vec<u8> = drain(&mut w, u64::MAX).iter().map(|g| g.2).collect();
+        assert_eq!(rest, [4, 7, 9]);
+        assert!(w.runs.is_empty());
+    }
+
+    #[test]
+    fn stops_when_told_and_keeps_the_rest() {
+        let mut w = Waiting::default();
+        w.push(0, (0..10).map(|i| pkt(i, i as u8)).collect());
+        let mut n = 0;
+        w.drain_until(
+            u64::MAX,
+            |_, _| {
+                n += 1;
+                n < 3
+            },
+            |_, _| {},
+        );
+        assert_eq!(n, 3);
+        let rest: Vec<u8> = drain(&mut w, u64::MAX).iter().map(|g| g.2).collect();
+        assert_eq!(rest, [3, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn many_random_batches_come_out_sorted_and_whole() {
+        // A small deterministic generator: batches of jittered times.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut w = Waiting::default();
+        let mut all = Vec::new();
+        let mut out = Vec::new();
+        for b in 0..50u64 {
+            let batch: Vec<Packet> = (0..next() % 40)
+                .map(|_| pkt(b * 100 + next() % 300, 0))
+                .collect();
+            all.extend(batch.iter().map(|p| p.ts_ns));
+            w.push((next() % 3) as usize, batch);
+            // Watermark: nothing older than this follows.
+            out.extend(
+                drain(&mut w, (b * 100).saturating_sub(1))
+                    .iter()
+                    .map(|g| g.1),
+            );
+        }
+        out.extend(drain(&mut w, u64::MAX).iter().map(|g| g.1));
+        assert!(out.is_sorted(), "{out:?}");
+        all.sort();
+        assert_eq!(out, all);
+    }
 }

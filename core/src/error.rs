@@ -28,7 +28,10 @@ impl Error {
         if e.kind() == io::ErrorKind::BrokenPipe {
             Error::Closed
         } else {
-            Error::Runtime(format!("{what}: {e}"))
+            // "No space left on device", without Rust's " (os error 28)".
+            let text = e.to_string();
+            let reason = text.split(" (os error ").next().unwrap_or(&text);
+            Error::Runtime(format!("{what}: {reason}"))
         }
     }
     pub fn exit_code(&self) -> i32 {

@@ -22,8 +22,7 @@ pub const F_SYNTH_L3: u16 = 8;
 pub const CNT_SEEN: usize = 0;
 pub const CNT_LOST: usize = 1;
 pub const CNT_TRUNC: usize = 2;
-pub const CNT_MATCHED: usize = 3;
-pub const CNT_MAX: usize = 4;
+pub const CNT_MAX: usize = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -40,12 +39,12 @@ pub struct XcapEvent {
     pub tid: u32,
     pub cpu: u32,
     pub drop_reason: u32,
-    pub protocol: u16,
-    pub link: u8,
-    pub dir: u8,
+    pub queue: u32,
     pub nr_stack: u16,
     pub flags: u16,
-    pub queue: u32,
+    pub link: u8,
+    pub dir: u8,
+    pub pad: [u8; 2],
     pub comm: [u8; COMM_LEN],
     pub ifname: [u8; IFNAME_LEN],
 }
@@ -137,12 +136,11 @@ mod tests {
                 "tid",
                 "cpu",
                 "drop_reason",
-                "protocol",
-                "link",
-                "dir",
+                "queue",
                 "nr_stack",
                 "flags",
-                "queue",
+                "link",
+                "dir",
                 "comm",
                 "ifname",
             ],
@@ -161,12 +159,11 @@ mod tests {
             offset_of!(XcapEvent, tid),
             offset_of!(XcapEvent, cpu),
             offset_of!(XcapEvent, drop_reason),
-            offset_of!(XcapEvent, protocol),
-            offset_of!(XcapEvent, link),
-            offset_of!(XcapEvent, dir),
+            offset_of!(XcapEvent, queue),
             offset_of!(XcapEvent, nr_stack),
             offset_of!(XcapEvent, flags),
-            offset_of!(XcapEvent, queue),
+            offset_of!(XcapEvent, link),
+            offset_of!(XcapEvent, dir),
             offset_of!(XcapEvent, comm),
             offset_of!(XcapEvent, ifname),
         ];
@@ -197,7 +194,6 @@ mod tests {
                 "XCAP_CNT_SEEN",
                 "XCAP_CNT_LOST",
                 "XCAP_CNT_TRUNC",
-                "XCAP_CNT_MATCHED",
                 "XCAP_CNT_MAX",
                 "XCAP_FILTER_INSNS",
                 "XCAP_FILTER_MARKER",
@@ -224,7 +220,6 @@ mod tests {
             CNT_SEEN as i64,
             CNT_LOST as i64,
             CNT_TRUNC as i64,
-            CNT_MATCHED as i64,
             CNT_MAX as i64,
             ebpf::BLOCK_INSNS as i64,
             ebpf::MARKER as i64,

@@ -8,6 +8,7 @@ pub mod event;
 pub mod filter;
 pub mod layout;
 pub mod packet;
+pub mod privs;
 pub mod registry;
 pub mod time;
 
@@ -16,8 +17,8 @@ pub use error::{Error, Result};
 pub use filter::Filter;
 pub use packet::{Direction, LinkType, Meta, Packet};
 pub use registry::{
-    Batch, CaptureConfig, Sink, SinkConfig, SinkFactory, Source, SourceCtx, SourceFactory,
-    SourceReport,
+    Batch, ByteDump, CaptureConfig, Sink, SinkConfig, SinkFactory, Source, SourceCtx,
+    SourceFactory, SourceReport, TextFormat,
 };
 
 /// Directory holding the BPF headers every source shares (event record, vmlinux.h).

@@ -6,12 +6,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
 use crate::{Packet, Result};
 
-/// What the user asked to capture; every source reads what applies to it.
+/// What the user asked to capture, common to every source. A source's own
+/// options are its command-line arguments (`SourceFactory::args`).
 #[derive(Clone, Debug, Default)]
 pub struct CaptureConfig {
     /// `-i`: interface names, resolved in `netns`.
@@ -20,12 +21,6 @@ pub struct CaptureConfig {
     pub netns: Option<String>,
     /// `-s`: bytes to capture per packet.
     pub snaplen: u32,
-    /// `--hook`: hooks named by the user; empty means the source's defaults.
-    pub hooks: Vec<String>,
-    /// `--drops`: also capture packets as they are freed as dropped.
-    pub drops: bool,
-    /// `--stack`: record kernel stacks.
-    pub stack: bool,
     /// `-r`: read packets from this file instead of capturing.
     pub read_file: Option<PathBuf>,
     /// `-B`: per-source buffer size in KiB (ring buffer).
@@ -33,29 +28,36 @@ pub struct CaptureConfig {
     /// The filter expression, compiled. Sources that run BPF splice it into
     /// their programs; for the others the bus runs it in userspace.
     pub filter: Option<Arc<crate::Filter>>,
-    /// `--pid`: only packets handled while this process runs.
-    pub pid: Option<u32>,
-    /// `--comm`: only packets handled while a task of this name runs.
-    pub comm: Option<String>,
-    /// `--track`: keep following a packet once the filter matched it.
-    pub track: bool,
-    /// Options of the DPDK source.
-    pub dpdk: DpdkOptions,
+    /// `--dry-run`: only load and verify (see `SourceFactory::verify`).
+    pub dry_run: bool,
 }
 
-/// `--dpdk-*`: which application the DPDK source probes, and how.
-#[derive(Clone, Debug, Default)]
-pub struct DpdkOptions {
-    /// `--dpdk-pid`: a pid, or the path of an executable to wait for.
-    pub target: Option<String>,
-    /// `--dpdk-hook`: burst functions named by hand.
-    pub hooks: Vec<String>,
-    /// `--dpdk-mbuf`: rte_mbuf field offsets overriding the known layout.
-    pub mbuf: Option<String>,
-    /// `--dpdk-helper`: run the probes in a helper process.
-    pub helper: bool,
-    /// `--bpftime DIR`: run the helper's probes in userspace under bpftime.
-    pub bpftime: Option<PathBuf>,
+/// A source's own command-line options as parsed (by the `clap::Arg`s of
+/// its `SourceFactory::args`, among xcap's).
+pub type SourceArgs = clap::ArgMatches;
+
+/// A source's flag in `m` (false when absent, or when `m` was not parsed
+/// with the source's arguments: tests pass an empty one).
+pub fn arg_flag(m: &SourceArgs, id: &str) -> bool {
+    m.try_get_one::<bool>(id)
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or(false)
+}
+
+/// A source's single-valued option in `m`.
+pub fn arg_value<T: Clone + Send + Sync + 'static>(m: &SourceArgs, id: &str) -> Option<T> {
+    m.try_get_one::<T>(id).ok().flatten().cloned()
+}
+
+/// A source's repeatable option in `m`, in order.
+pub fn arg_values(m: &SourceArgs, id: &str) -> Vec<String> {
+    m.try_get_many::<String>(id)
+        .ok()
+        .flatten()
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default()
 }
 
 /// A batch of packets from one source, in the source's order, with the
@@ -74,6 +76,8 @@ pub struct SourceCtx {
     pub(crate) index: usize,
     pub(crate) tx: SyncSender<Batch>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// Batches the sinks are done with, handed back (see `recycled`).
+    pub(crate) back: Receiver<Vec<Packet>>,
 }
 
 impl SourceCtx {
@@ -93,6 +97,14 @@ impl SourceCtx {
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+    /// A batch the bus has written, for the source to drop or reuse on its
+    /// own thread. Dropping packets where they were made keeps the shared
+    /// strings' reference counts and the allocator's memory on one CPU
+    /// instead of bouncing between the source's and the bus's (a source
+    /// that never asks loses nothing: the bus then drops them itself).
+    pub fn recycled(&self) -> Option<Vec<Packet>> {
+        self.back.try_recv().ok()
+    }
 }
 
 /// Counters of one hook (or other capture point) of a source.
@@ -107,6 +119,17 @@ pub struct HookStats {
     pub truncated: u64,
 }
 
+/// What the kernel's verifier did for one loaded program (`--dry-run`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStat {
+    /// The object it belongs to, e.g. "hook tp:net:netif_receive_skb".
+    pub object: String,
+    pub program: String,
+    /// Instructions the verifier processed; None where the kernel does not
+    /// say (before 5.16).
+    pub insns: Option<u64>,
+}
+
 /// How a source ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SourceReport {
@@ -116,6 +139,10 @@ pub struct SourceReport {
     /// Packets lost inside the source, all causes.
     pub dropped: u64,
     pub hooks: Vec<HookStats>,
+    /// Set when the source ended by itself because what it captured went
+    /// away (the application exited): the capture stops and xcap exits 1,
+    /// with the counts above still reported.
+    pub failure: Option<String>,
 }
 
 /// A capture source: attached when built (so bad input is reported before
@@ -135,11 +162,21 @@ pub trait Source: Send {
 pub struct SourceFactory {
     pub name: &'static str,
     pub help: &'static str,
+    /// The source's own command-line options, added to xcap's (give them a
+    /// help heading and names no other source uses).
+    pub args: fn() -> Vec<clap::Arg>,
     /// Check the configuration and attach. `Error::Input` for bad input.
-    pub open: fn(&CaptureConfig) -> Result<Box<dyn Source>>,
+    pub open: fn(&CaptureConfig, &SourceArgs) -> Result<Box<dyn Source>>,
     /// `--list-hooks [PATTERN]`: the capture points this source offers here.
     pub list_hooks: Option<ListHooks>,
+    /// `--dry-run`: load (and so verify) every program `open` would, attach
+    /// nothing, and say what the verifier did. `Error::Input` carries the
+    /// verifier's refusal.
+    pub verify: Option<Verify>,
 }
+
+/// Loads and verifies a source's programs without attaching them.
+pub type Verify = fn(&CaptureConfig, &SourceArgs) -> Result<Vec<ProgramStat>>;
 
 /// Lists a source's capture points matching an optional pattern.
 pub type ListHooks = fn(Option<&str>) -> Result<String>;
@@ -156,6 +193,41 @@ pub struct SinkConfig {
     pub json: bool,
     /// `-s`: the snap length, for file headers.
     pub snaplen: u32,
+    /// `-C`: start a new file once the current one is larger (bytes).
+    pub rotate_bytes: Option<u64>,
+    /// `-G`: start a new file every this many seconds (`-w` a strftime pattern).
+    pub rotate_secs: Option<u64>,
+    /// `-W`: with -C, keep this many files in a ring; with -G alone, stop
+    /// after this many.
+    pub file_count: Option<u32>,
+    /// How the text sink prints a packet (tcpdump's -t, -X, -A, -e).
+    pub text: TextFormat,
+}
+
+/// tcpdump's presentation options, for the text sink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextFormat {
+    /// Count of `-t`: 0 time of day, 1 none, 2 Unix time, 3 delta to the
+    /// previous packet, 4 date and time, 5 delta to the first packet.
+    pub time: u8,
+    /// `-X`, `-XX`, `-A`: the packet's bytes after its line.
+    pub bytes: ByteDump,
+    /// `-e`: the link-level header on the line.
+    pub link_header: bool,
+    /// `-q`: less protocol detail (a TCP segment is `tcp LENGTH`).
+    pub quick: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ByteDump {
+    #[default]
+    None,
+    /// `-X`: hex and ASCII, without the link-level header.
+    Hex,
+    /// `-XX`: hex and ASCII, link-level header included.
+    HexLink,
+    /// `-A`: ASCII, without the link-level header.
+    Ascii,
 }
 
 pub trait Sink: Send {

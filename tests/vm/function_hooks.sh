@@ -11,6 +11,45 @@
 set -u
 X=$1
 O=$2
+# ready PATTERN FILE...: wait until each FILE has a line with PATTERN
+# (xcap's "capturing from", tcpdump's "listening on"); at most 2 minutes
+# (the VM runs without KVM: slow), else stop here: no "done" file, so the
+# test fails and shows this message.
+ready() {
+    local pat=$1 i f missing
+    shift
+    for i in $(seq 1 240); do
+        missing=
+        for f in "$@"; do grep -q "$pat" "$f" 2>/dev/null || missing="$missing $f"; done
+        [ -z "$missing" ] && return 0
+        sleep 0.5
+    done
+    echo "no '$pat' after 2 minutes in:$missing" >&2
+    exit 1
+}
+sizes() {
+    local f
+    for f in "$@"; do stat -c %s "$f" 2>/dev/null || echo 0; done | tr '\n' ' '
+}
+# settle BEFORE FILE...: wait until every FILE is larger than in BEFORE
+# (`sizes` of them before the traffic) and none changed for a second: the
+# captures have written the last packets. At most 2 minutes; then go on,
+# and the test's checks of the files say what is missing.
+settle() {
+    local before=($1) prev= now k grown i quiet=0
+    shift
+    for i in $(seq 1 600); do
+        now=$(sizes "$@")
+        if [ "$now" = "$prev" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        prev=$now
+        now=($now)
+        grown=1
+        for k in "${!before[@]}"; do [ "${now[$k]}" -gt "${before[$k]}" ] || grown=0; done
+        [ $grown = 1 ] && [ $quiet -ge 5 ] && return 0
+        sleep 0.2
+    done
+    echo "captures empty or still growing after 2 minutes: $*" >&2
+}
 ip netns add a && ip netns add b
 for ns in a b; do ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
 ip link add va netns a type veth peer name vb netns b
@@ -42,12 +81,10 @@ W=$!
 Y=$!
 ip netns exec a tcpdump -U -n -Q out -i va -w "$O/to.pcap" tcp dst port 5001 2>"$O/to.err" &
 TO=$!
-# Wait until all are attached (the VM runs without KVM: slow).
-for i in $(seq 1 240); do
-    grep -q capturing "$O/x.err" && grep -q capturing "$O/lat.err" && grep -q capturing "$O/w.err" &&
-        grep -q capturing "$O/s.err" && grep -q listening "$O/t.err" && grep -q listening "$O/to.err" && break
-    sleep 0.5
-done
+ready "capturing from" "$O/x.err" "$O/lat.err" "$O/w.err" "$O/s.err"
+ready "listening on" "$O/t.err" "$O/to.err"
+OUT=("$O/x.pcapng" "$O/lat.txt" "$O/w.pcapng" "$O/s.pcapng" "$O/t.pcap" "$O/to.pcap")
+B=$(sizes "${OUT[@]}")
 ip netns exec a python3 -c "
 import socket, time
 s = socket.create_connection(('10.0.0.2', 5001))
@@ -56,11 +93,12 @@ for i in range(5):
 s.sendall(bytes(range(256)) * 160); time.sleep(0.2)
 s.close()
 "
-sleep 1
+settle "$B" "${OUT[@]}"
 kill -INT $P $T $L $W $Y $TO
 wait $P
 echo "xcap exit $?" >> "$O/x.err"
 wait $L
+echo "xcap exit $?" >> "$O/lat.err"
 wait $W
 echo "xcap exit $?" >> "$O/w.err"
 wait $Y
@@ -74,12 +112,10 @@ ip netns exec a iptables -A OUTPUT -p icmp -j DROP
 "$X" --netns a --hook fentry:__ip_local_out --hook fexit:nf_hook_slow --hook ip_output \
     -w "$O/d.pcapng" icmp 2>"$O/d.err" &
 D=$!
-for i in $(seq 1 240); do
-    grep -q capturing "$O/d.err" && break
-    sleep 0.5
-done
+ready "capturing from" "$O/d.err"
+B=$(sizes "$O/d.pcapng")
 ip netns exec a ping -c 3 -i 0.2 -W 1 10.0.0.2 >/dev/null 2>&1
-sleep 1
+settle "$B" "$O/d.pcapng"
 kill -INT $D
 wait $D
 echo "xcap exit $?" >> "$O/d.err"
@@ -98,15 +134,14 @@ ip netns exec b tc filter add dev vb ingress protocol ip matchall \
 F=$!
 "$X" --netns b --hook fentry:ip_rcv -i vb -w "$O/g.pcapng" icmp 2>"$O/g.err" &
 G=$!
-for i in $(seq 1 240); do
-    grep -q capturing "$O/f.err" && grep -q capturing "$O/g.err" && break
-    sleep 0.5
-done
+ready "capturing from" "$O/f.err" "$O/g.err"
+B=$(sizes "$O/f.pcapng" "$O/g.pcapng")
 ip netns exec a iptables -F OUTPUT
 ip netns exec a ping -c 3 -i 0.2 -W 1 10.0.0.2 >/dev/null 2>&1
-sleep 1
+settle "$B" "$O/f.pcapng" "$O/g.pcapng"
 kill -INT $F $G
 wait $F
 echo "xcap exit $?" >> "$O/f.err"
 wait $G
+echo "xcap exit $?" >> "$O/g.err"
 echo ok > "$O/done"

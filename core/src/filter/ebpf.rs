@@ -426,11 +426,17 @@ pub fn translate(
         labels: Vec::new(),
         starts: Vec::new(),
     };
-    // Never taken (r4 points to the stack), but they put the shared exits
-    // and the padding in the control-flow graph, which the verifier wants
-    // free of unreachable instructions whatever the filter uses.
-    a.jump(JMP | JEQ | K, MEMP, 0, 0, Target::Label(Label::NeedOrMiss));
-    a.jump(JMP | JEQ | K, MEMP, 0, 0, Target::Label(Label::Pad));
+    // The shared exit reads T2 (the end of a failed load): give it a value
+    // on every path (in a global function the verifier starts with r6-r9
+    // unset).
+    a.mov32_imm(T2, 0);
+    // Never taken, but they put the shared exits and the padding in the
+    // control-flow graph, which the verifier wants free of unreachable
+    // instructions whatever the filter uses. The packet pointer is one the
+    // verifier knows is not NULL (a stack pointer it does not), so it
+    // skips them rather than walking thousands of padding instructions.
+    a.jump(JMP | JEQ | K, DATA, 0, 0, Target::Label(Label::NeedOrMiss));
+    a.jump(JMP | JEQ | K, DATA, 0, 0, Target::Label(Label::Pad));
     // The caller's copies of r2, r3, r5 are linked to them in the verifier:
     // what the filter's comparisons learn about r2 would flow back into the
     // caller's registers and make every path through the filter a distinct

@@ -1,6 +1,10 @@
-//! What every libbpf-based xcap source shares: splicing the translated
-//! filter into a program, keeping libbpf's log for error messages, summing
-//! per-CPU counters, and interning strings that repeat on every packet.
+//! What every libbpf-based xcap source shares: the capture runtime
+//! (`runtime`, the Rust half of core/bpf/xcap_runtime.h), splicing the
+//! translated filter into an object, keeping libbpf's log for error
+//! messages, summing per-CPU counters, and interning strings that repeat on
+//! every packet.
+
+pub mod runtime;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,46 +62,10 @@ pub fn libbpf_error(what: &str, e: libbpf_rs::Error) -> Error {
     Error::runtime(msg)
 }
 
-/// Put the translated filter in place of the program's placeholder blocks
-/// (same length: nothing else in the program moves).
-pub fn splice_filter(p: &mut libbpf_rs::OpenProgramMut<'_>, block: &[Insn]) -> Result<()> {
-    use libbpf_rs::AsRawLibbpf;
-    let mut insns: Vec<Insn> = p
-        .insns()
-        .iter()
-        .map(|i| {
-            // SAFETY: struct bpf_insn is 8 bytes of plain data, as is Insn.
-            let bytes: [u8; 8] = unsafe { std::mem::transmute_copy(i) };
-            Insn::from_bytes(&bytes)
-        })
-        .collect();
-    match ebpf::splice(&mut insns, block) {
-        Ok(n) if n > 0 => {}
-        Ok(_) => return Err(Error::runtime("BPF program has no filter placeholder")),
-        Err(e) => return Err(Error::runtime(e)),
-    }
-    let ptr = p.as_libbpf_object().as_ptr();
-    // SAFETY: the object is open, not loaded; libbpf copies the instructions.
-    let r = unsafe {
-        libbpf_rs::libbpf_sys::bpf_program__set_insns(
-            ptr,
-            insns.as_mut_ptr() as *mut libbpf_rs::libbpf_sys::bpf_insn,
-            insns.len() as _,
-        )
-    };
-    if r != 0 {
-        return Err(Error::runtime(format!(
-            "cannot splice the filter: {}",
-            std::io::Error::from_raw_os_error(-r)
-        )));
-    }
-    Ok(())
-}
-
 /// Splice the filter into every placeholder of a BPF ELF object's code
-/// sections, before libbpf opens it. Unlike `splice_filter` this reaches
-/// placeholders in subprograms (bpf_loop callbacks), which libbpf only
-/// joins to their program while loading. The block holds no relocation
+/// sections, before libbpf opens it: the placeholder sits in a subprogram
+/// (the global function xcap_run_filter), which libbpf only joins to its
+/// programs while loading. The block holds no relocation
 /// and has the placeholder's length, so nothing else in the ELF changes.
 pub fn splice_filter_elf(elf: &[u8], block: &[Insn]) -> Result<Vec<u8>> {
     use object::{Object, ObjectSection, SectionFlags};
@@ -158,11 +126,6 @@ pub fn percpu_sum(map: &libbpf_rs::Map<'_>, key: u32) -> u64 {
     }
 }
 
-/// Ring buffer size: a power of two pages, at least 64 KiB.
-pub fn ring_size(kib: u32) -> u32 {
-    (kib.clamp(64, 1 << 21) * 1024).next_power_of_two()
-}
-
 /// Strings shared by many packets, by their raw key; the last one is
 /// checked first since consecutive packets mostly repeat it.
 pub struct Interned<K> {
@@ -199,13 +162,6 @@ impl<K: Eq + std::hash::Hash + Copy> Interned<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_size_is_a_power_of_two_within_bounds() {
-        assert_eq!(ring_size(0), 64 * 1024);
-        assert_eq!(ring_size(100), 128 * 1024);
-        assert_eq!(ring_size(16 * 1024), 16 << 20);
-    }
 
     #[test]
     fn interned_strings_are_shared() {

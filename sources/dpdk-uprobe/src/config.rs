@@ -1,13 +1,14 @@
-//! Rust mirror of `struct xcap_dpdk_config` (bpf/dpdk.h) and the attach
-//! cookie that tells the program where a probed function keeps its mbufs.
+//! Rust mirror of `struct xcap_src_config` (bpf/dpdk.h), the DPDK source's
+//! part of the object's read-only configuration, and the attach cookie
+//! that tells the program where a probed function keeps its mbufs.
+
+use xcap_bpf_common::runtime::SrcConfig;
 
 use crate::layout::Mbuf;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DpdkConfig {
-    pub snaplen: u32,
-    pub filter: u32,
     pub off_buf_addr: u32,
     pub off_data_off: u32,
     pub off_nb_segs: u32,
@@ -17,11 +18,12 @@ pub struct DpdkConfig {
     pub off_next: u32,
 }
 
+// SAFETY: repr(C), u32 fields only (checked against C below).
+unsafe impl SrcConfig for DpdkConfig {}
+
 impl DpdkConfig {
-    pub fn new(snaplen: u32, filter: bool, m: &Mbuf) -> Self {
+    pub fn new(m: &Mbuf) -> Self {
         DpdkConfig {
-            snaplen,
-            filter: filter as u32,
             off_buf_addr: m.buf_addr,
             off_data_off: m.data_off,
             off_nb_segs: m.nb_segs,
@@ -29,16 +31,6 @@ impl DpdkConfig {
             off_pkt_len: m.pkt_len,
             off_data_len: m.data_len,
             off_next: m.next,
-        }
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        // SAFETY: repr(C) plain old data of u32 fields, no padding (the
-        // layout test checks it against C).
-        unsafe {
-            std::slice::from_raw_parts(
-                self as *const Self as *const u8,
-                std::mem::size_of::<Self>(),
-            )
         }
     }
 }
@@ -98,38 +90,20 @@ mod tests {
     fn layout_and_constants_match_c_header() {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bpf");
         let inc = [Path::new(xcap_core::BPF_INCLUDE_DIR), &here];
-        let (size, offs) = xcap_core::layout::c_layout(
-            &inc,
-            &["xcap_event.h", "dpdk.h"],
-            "xcap_dpdk_config",
+        xcap_bpf_common::runtime::check_rodata_layout::<DpdkConfig>(
+            &here,
+            "dpdk.h",
             &[
-                "snaplen",
-                "filter",
-                "off_buf_addr",
-                "off_data_off",
-                "off_nb_segs",
-                "off_port",
-                "off_pkt_len",
-                "off_data_len",
-                "off_next",
+                ("off_buf_addr", offset_of!(DpdkConfig, off_buf_addr)),
+                ("off_data_off", offset_of!(DpdkConfig, off_data_off)),
+                ("off_nb_segs", offset_of!(DpdkConfig, off_nb_segs)),
+                ("off_port", offset_of!(DpdkConfig, off_port)),
+                ("off_pkt_len", offset_of!(DpdkConfig, off_pkt_len)),
+                ("off_data_len", offset_of!(DpdkConfig, off_data_len)),
+                ("off_next", offset_of!(DpdkConfig, off_next)),
             ],
         )
         .unwrap();
-        assert_eq!(size, std::mem::size_of::<DpdkConfig>());
-        assert_eq!(
-            offs,
-            [
-                offset_of!(DpdkConfig, snaplen),
-                offset_of!(DpdkConfig, filter),
-                offset_of!(DpdkConfig, off_buf_addr),
-                offset_of!(DpdkConfig, off_data_off),
-                offset_of!(DpdkConfig, off_nb_segs),
-                offset_of!(DpdkConfig, off_port),
-                offset_of!(DpdkConfig, off_pkt_len),
-                offset_of!(DpdkConfig, off_data_len),
-                offset_of!(DpdkConfig, off_next),
-            ]
-        );
         let v = xcap_core::layout::c_consts(
             &inc,
             &["xcap_event.h", "dpdk.h"],

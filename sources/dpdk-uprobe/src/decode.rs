@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use xcap_bpf_common::Interned;
+use xcap_bpf_common::{runtime, Interned};
 use xcap_core::event;
 use xcap_core::{Meta, Packet};
 
@@ -72,7 +72,14 @@ impl Decoder {
             tid: Some(h.tid),
             comm: Some(self.comms.get(h.comm, |k| event::cstr(k).into())),
             packet_id: Some(h.skb),
-            ..Default::default()
+            // Spelled out: `..Default::default()` builds and drops a whole
+            // default Meta per packet.
+            netns: 0,
+            drop_reason: None,
+            drop_location: None,
+            retval: None,
+            stack: Vec::new(),
+            extra: Vec::new(),
         };
         // `location` carries the mbuf's segment count (no drops here).
         if h.location > 1 {
@@ -80,7 +87,7 @@ impl Decoder {
         }
         Some(Packet {
             ts_ns: h.ts_ns + self.wall_offset,
-            data: r.data.to_vec(),
+            data: runtime::packet_bytes(r.data),
             orig_len: h.orig_len,
             link: h.link_type(),
             meta,

@@ -15,11 +15,12 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use xcap_core::registry::{DpdkOptions, HookStats};
+use xcap_core::registry::HookStats;
 use xcap_core::{CaptureConfig, Error, Filter, Result, Source, SourceCtx, SourceReport};
 
 use crate::decode::Decoder;
 use crate::probe::{self, hook_table, Options, Probe, Target};
+use crate::DpdkArgs;
 
 const RECORD: u8 = b'R';
 const WATERMARK: u8 = b'W';
@@ -81,6 +82,7 @@ pub fn main(args: Vec<String>) -> i32 {
 fn helper(args: &[String], out: &mut impl Write) -> Result<()> {
     let io = |e: std::io::Error| Error::runtime(format!("helper output: {e}"));
     let mut cfg = CaptureConfig::default();
+    let mut d = DpdkArgs::default();
     let mut expr = None;
     for a in args {
         let (k, v) = a
@@ -91,9 +93,9 @@ fn helper(args: &[String], out: &mut impl Write) -> Result<()> {
                 .map_err(|_| Error::input(format!("helper: bad {k}")))
         };
         match k {
-            "target" => cfg.dpdk.target = Some(v.to_string()),
-            "hook" => cfg.dpdk.hooks.push(v.to_string()),
-            "mbuf" => cfg.dpdk.mbuf = Some(v.to_string()),
+            "target" => d.target = Some(v.to_string()),
+            "hook" => d.hooks.push(v.to_string()),
+            "mbuf" => d.mbuf = Some(v.to_string()),
             "snaplen" => cfg.snaplen = num()?,
             "buffer" => cfg.buffer_kib = num()?,
             "filter" => expr = Some(v.to_string()),
@@ -103,7 +105,7 @@ fn helper(args: &[String], out: &mut impl Write) -> Result<()> {
     if let Some(e) = expr {
         cfg.filter = Some(Arc::new(Filter::compile(&e, cfg.snaplen)?));
     }
-    let opts = Options::parse(&cfg)?;
+    let opts = Options::parse(&cfg, &d)?;
     // Stop when the parent closes our stdin (or goes away).
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -114,11 +116,7 @@ fn helper(args: &[String], out: &mut impl Write) -> Result<()> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let mono_mark = || {
-        xcap_core::time::monotonic_ns()
-            .saturating_sub(10_000_000)
-            .to_ne_bytes()
-    };
+    let mono_mark = || xcap_bpf_common::runtime::watermark_mono().to_ne_bytes();
     let mut probe = match &opts.target {
         Target::Pid(pid) => {
             let p = Probe::attach(&opts, *pid, false)?.ok_or_else(|| Error::runtime("no ports"))?;
@@ -189,15 +187,22 @@ pub struct HelperSource {
     stdin: Option<ChildStdin>,
     reader: BufReader<ChildStdout>,
     decoder: Decoder,
+    /// The helper's last "dpdk: pid N (name)" line: the application.
+    described: String,
 }
 
 impl HelperSource {
-    pub fn spawn(cfg: &CaptureConfig, opts: &Options, bpftime: Option<&Path>) -> Result<Self> {
+    pub fn spawn(
+        cfg: &CaptureConfig,
+        d: &DpdkArgs,
+        opts: &Options,
+        bpftime: Option<&Path>,
+    ) -> Result<Self> {
         let exe = std::env::current_exe()
             .map_err(|e| Error::runtime(format!("cannot find the xcap binary: {e}")))?;
         let mut cmd = Command::new(exe);
         cmd.arg("--xcap-helper").arg("dpdk");
-        cmd.args(helper_args(cfg));
+        cmd.args(helper_args(cfg, d));
         if let Some(dir) = bpftime {
             for f in [BPFTIME_SERVER, BPFTIME_AGENT] {
                 if !dir.join(f).is_file() {
@@ -229,6 +234,7 @@ impl HelperSource {
             stdin,
             reader: BufReader::with_capacity(1 << 20, stdout),
             decoder: Decoder::bare(hook_table(opts), xcap_core::time::mono_to_wall_offset()),
+            described: String::new(),
         };
         if let Target::Exe(path) = &opts.target {
             eprintln!(
@@ -260,7 +266,13 @@ impl HelperSource {
         let f = read_frame(&mut self.reader)
             .map_err(|e| Error::runtime(format!("reading the DPDK helper: {e}")))?;
         match &f {
-            Some((INFO, msg)) => eprintln!("xcap: {}", String::from_utf8_lossy(msg)),
+            Some((INFO, msg)) => {
+                let m = String::from_utf8_lossy(msg);
+                eprintln!("xcap: {m}");
+                if m.starts_with("dpdk: pid ") {
+                    self.described = m.lines().next().unwrap_or("").to_string();
+                }
+            }
             Some((PORTS, text)) => {
                 for line in String::from_utf8_lossy(text).lines() {
                     if let Some((id, name)) = line.split_once('\t') {
@@ -308,13 +320,13 @@ impl HelperSource {
 }
 
 /// The helper's command line: what the probes need, as KEY=VALUE.
-fn helper_args(cfg: &CaptureConfig) -> Vec<String> {
-    let DpdkOptions {
+fn helper_args(cfg: &CaptureConfig, d: &DpdkArgs) -> Vec<String> {
+    let DpdkArgs {
         target,
         hooks,
         mbuf,
         ..
-    } = &cfg.dpdk;
+    } = d;
     let mut v = Vec::new();
     if let Some(t) = target {
         v.push(format!("target={t}"));
@@ -398,11 +410,15 @@ impl Source for HelperSource {
         if !bus_gone {
             ctx.send(pending, u64::MAX);
         }
+        // The helper ended cleanly without being asked to: the application
+        // went away.
+        let asked = self.stdin.is_none();
         Ok(SourceReport {
             name: "dpdk".into(),
             delivered,
             dropped: hooks.iter().map(|h| h.lost).sum::<u64>() + self.decoder.bad,
             hooks,
+            failure: (!asked).then(|| crate::gone(&self.described)),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! packets, `helper` runs the probes in a separate process (the way to run
 //! them under bpftime).
 
+mod args;
 mod config;
 mod decode;
 mod helper;
@@ -15,9 +16,11 @@ mod ports;
 mod probe;
 mod process;
 
-use xcap_core::registry::HelperFactory;
+use xcap_bpf_common::runtime;
+use xcap_core::registry::{HelperFactory, ProgramStat};
 use xcap_core::{CaptureConfig, Error, Result, Source, SourceCtx, SourceFactory, SourceReport};
 
+pub use crate::args::DpdkArgs;
 use crate::decode::Decoder;
 use crate::probe::{Options, Probe, Target};
 
@@ -25,8 +28,10 @@ inventory::submit! {
     SourceFactory {
         name: "dpdk",
         help: "packets inside a DPDK application, by uprobes on its PMD burst functions (--dpdk-pid)",
-        open,
+        args: args::args,
+        open: |cfg, m| open_with(cfg, &DpdkArgs::from_matches(m)),
         list_hooks: None,
+        verify: Some(|cfg, m| verify_with(cfg, &DpdkArgs::from_matches(m))),
     }
 }
 
@@ -34,13 +39,15 @@ inventory::submit! {
     HelperFactory { name: "dpdk", main: helper::main }
 }
 
-fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
-    let opts = Options::parse(cfg)?;
-    if cfg.dpdk.helper || cfg.dpdk.bpftime.is_some() {
+/// Attach to the application (or wait for it) as `d` says.
+pub fn open_with(cfg: &CaptureConfig, d: &DpdkArgs) -> Result<Box<dyn Source>> {
+    let opts = Options::parse(cfg, d)?;
+    if d.helper || d.bpftime.is_some() {
         return Ok(Box::new(helper::HelperSource::spawn(
             cfg,
+            d,
             &opts,
-            cfg.dpdk.bpftime.as_deref(),
+            d.bpftime.as_deref(),
         )?));
     }
     let state = match &opts.target {
@@ -60,6 +67,11 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
     Ok(Box::new(DpdkSource { opts, state }))
 }
 
+/// `--dry-run`: load the probes' programs, attach nothing.
+pub fn verify_with(cfg: &CaptureConfig, d: &DpdkArgs) -> Result<Vec<ProgramStat>> {
+    probe::verify(&Options::parse(cfg, d)?)
+}
+
 enum State {
     Attached(Box<Probe>),
     Waiting,
@@ -68,12 +80,6 @@ enum State {
 pub struct DpdkSource {
     opts: Options,
     state: State,
-}
-
-/// Watermark for a source that has nothing older in flight: records are
-/// committed within microseconds of their stamp; 10 ms covers stragglers.
-fn watermark(wall_offset: u64) -> u64 {
-    xcap_core::time::monotonic_ns().saturating_sub(10_000_000) + wall_offset
 }
 
 /// Wait for a process of `opts`' executable to start its ports, or until
@@ -114,6 +120,12 @@ fn wait_for_process(
     Ok(None)
 }
 
+/// The line for an application that exited while captured.
+pub(crate) fn gone(described: &str) -> String {
+    let who = described.strip_prefix("dpdk: ").unwrap_or(described);
+    format!("dpdk: the application exited ({who})")
+}
+
 impl Source for DpdkSource {
     fn name(&self) -> &str {
         "dpdk"
@@ -126,11 +138,11 @@ impl Source for DpdkSource {
     fn run(self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {
         let wall_offset = xcap_core::time::mono_to_wall_offset();
         let opts = self.opts;
-        let mut probe = match self.state {
+        let probe = match self.state {
             State::Attached(p) => *p,
             State::Waiting => {
                 let found = wait_for_process(&opts, &|| ctx.stopped(), &mut || {
-                    ctx.send(Vec::new(), watermark(wall_offset))
+                    ctx.send(Vec::new(), runtime::watermark_mono() + wall_offset)
                 })?;
                 match found {
                     Some(p) => {
@@ -147,29 +159,33 @@ impl Source for DpdkSource {
             }
         };
         let decoder = std::cell::RefCell::new(Decoder::new(&probe, wall_offset));
-        let pending = std::cell::RefCell::new(Vec::new());
-        let mut delivered = 0u64;
-        probe::pump(
-            &mut probe,
-            &|| ctx.stopped(),
-            &mut |rec| {
+        let ring = probe.ring()?;
+        let probe = std::cell::RefCell::new(probe);
+        let mut last = std::time::Instant::now();
+        let delivered = runtime::deliver(
+            &ctx,
+            &ring,
+            wall_offset,
+            &mut |rec, out| {
                 if let Some(p) = decoder.borrow_mut().decode(rec) {
-                    pending.borrow_mut().push(p);
+                    out.push(p);
                 }
             },
             &mut || {
-                let batch = std::mem::take(&mut *pending.borrow_mut());
-                delivered += batch.len() as u64;
-                ctx.send(batch, watermark(wall_offset))
+                probe::refresh(
+                    &mut probe.borrow_mut(),
+                    &mut last,
+                    probe::REFRESH,
+                    &mut |p, msg| {
+                        decoder.borrow_mut().set_ports(p);
+                        eprintln!("xcap: {msg}");
+                    },
+                )
             },
-            &mut |p, msg| {
-                decoder.borrow_mut().set_ports(p);
-                eprintln!("xcap: {msg}");
-            },
+            &mut || probe.borrow_mut().detach(),
+            &mut Vec::new,
         )?;
-        let batch = std::mem::take(&mut *pending.borrow_mut());
-        delivered += batch.len() as u64;
-        ctx.send(batch, u64::MAX);
+        let probe = probe.into_inner();
         let hooks = probe.counters();
         let bad = decoder.borrow().bad;
         Ok(SourceReport {
@@ -177,6 +193,8 @@ impl Source for DpdkSource {
             delivered,
             dropped: hooks.iter().map(|h| h.lost).sum::<u64>() + bad,
             hooks,
+            // Not asked to stop: the application went away.
+            failure: (!ctx.stopped()).then(|| gone(&probe.describe())),
         })
     }
 }

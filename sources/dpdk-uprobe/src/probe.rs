@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, RingBufferBuilder, UprobeOpts};
-use xcap_bpf_common::{libbpf_error, percpu_sum, ring_size};
-use xcap_core::event::{self, DIR_IN, DIR_OUT, MAX_SNAPLEN};
-use xcap_core::filter::ebpf;
-use xcap_core::registry::HookStats;
+use libbpf_rs::{Link, MapCore, MapFlags, Object, UprobeOpts};
+use xcap_bpf_common::libbpf_error;
+use xcap_bpf_common::runtime::{self, Rodata, RtConfig};
+use xcap_core::event::{DIR_IN, DIR_OUT};
+use xcap_core::registry::{HookStats, ProgramStat};
 use xcap_core::{Direction, Error, Filter, Result};
 
 use crate::config::{cookie, Args, DpdkConfig, MAX_HOOKS};
@@ -22,7 +22,6 @@ use crate::ports::{Port, Tables};
 use crate::process::Process;
 
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dpdk.bpf.o"));
-const DEFAULT_BUFFER_KIB: u32 = 16 * 1024;
 
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -43,9 +42,10 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn parse(cfg: &xcap_core::CaptureConfig) -> Result<Options> {
-        let d = &cfg.dpdk;
+    pub fn parse(cfg: &xcap_core::CaptureConfig, d: &crate::DpdkArgs) -> Result<Options> {
         let target = match d.target.as_deref() {
+            // --dry-run needs no application: the known layout is verified.
+            None if cfg.dry_run => Target::Pid(0),
             None => {
                 return Err(Error::input(
                     "the dpdk source needs --dpdk-pid PID (or the path of the application's executable)",
@@ -65,15 +65,7 @@ impl Options {
             // Syntax is checked now; the values once the version is known.
             layout::mbuf_override(m, Some(layout::ABI23_MBUF))?;
         }
-        let snaplen = match cfg.snaplen {
-            0 => MAX_SNAPLEN,
-            s if s > MAX_SNAPLEN => {
-                return Err(Error::input(format!(
-                    "snap length {s} is too large for the dpdk source (at most {MAX_SNAPLEN})"
-                )))
-            }
-            s => s,
-        };
+        let snaplen = runtime::snaplen(cfg.snaplen, "dpdk")?;
         let hooks = d
             .hooks
             .iter()
@@ -90,11 +82,7 @@ impl Options {
             hooks,
             mbuf: d.mbuf.clone(),
             snaplen,
-            buffer_kib: if cfg.buffer_kib == 0 {
-                DEFAULT_BUFFER_KIB
-            } else {
-                cfg.buffer_kib
-            },
+            buffer_kib: cfg.buffer_kib,
             filter: cfg.filter.clone(),
         })
     }
@@ -231,7 +219,7 @@ impl Probe {
                 process.exe
             )));
         }
-        let obj = load(opts, &mbuf)?;
+        let (obj, _) = load(opts, &mbuf)?;
         let mut p = Probe {
             opts: opts.clone(),
             hooks: hook_table(opts),
@@ -382,11 +370,9 @@ impl Probe {
         Ok((true, Some(self.describe())))
     }
 
-    pub fn ring(&self) -> Result<libbpf_rs::Map<'_>> {
-        self.obj
-            .maps()
-            .find(|m| m.name() == "events")
-            .ok_or_else(|| Error::runtime("ring buffer map missing"))
+    /// A handle on the ring buffer the probes write.
+    pub fn ring(&self) -> Result<libbpf_rs::MapHandle> {
+        runtime::ring_handle(&self.obj)
     }
 
     /// Detach every probe; the application keeps running untouched.
@@ -395,22 +381,10 @@ impl Probe {
     }
 
     pub fn counters(&self) -> Vec<HookStats> {
-        let m = self.obj.maps().find(|m| m.name() == "counters");
         self.hooks
             .iter()
             .enumerate()
-            .map(|(i, h)| {
-                let c = |k: usize| {
-                    m.as_ref()
-                        .map_or(0, |m| percpu_sum(m, (i * event::CNT_MAX + k) as u32))
-                };
-                HookStats {
-                    hook: h.name.to_string(),
-                    seen: c(event::CNT_SEEN),
-                    lost: c(event::CNT_LOST),
-                    truncated: c(event::CNT_TRUNC),
-                }
-            })
+            .map(|(i, h)| runtime::hook_stats(&self.obj, i as u32, &h.name))
             .collect()
     }
 }
@@ -428,50 +402,52 @@ fn skip_endbr(file: &std::path::Path, off: u64) -> u64 {
     }
 }
 
-fn load(opts: &Options, mbuf: &Mbuf) -> Result<Object> {
-    xcap_bpf_common::capture_libbpf_log();
-    let block = match &opts.filter {
-        Some(f) => Some(f.ebpf_block(ebpf::BLOCK_INSNS)?),
-        None => None,
-    };
-    let cfg = DpdkConfig::new(opts.snaplen, block.is_some(), mbuf);
-    let ncpus = libbpf_rs::num_possible_cpus()
-        .map_err(|e| Error::runtime(format!("cannot count CPUs: {e}")))? as u32;
-    // The filter runs in the per-mbuf callback, a subprogram: splice it
-    // into the ELF image itself.
-    let image = match &block {
-        Some(b) => std::borrow::Cow::Owned(xcap_bpf_common::splice_filter_elf(BPF_OBJECT, b)?),
-        None => std::borrow::Cow::Borrowed(BPF_OBJECT),
-    };
-    let mut open = ObjectBuilder::default()
-        .open_memory(&image)
-        .map_err(|e| libbpf_error("open the DPDK BPF object", e))?;
-    for mut p in open.progs_mut() {
-        if xcap_bpf_common::debug() {
-            p.set_log_level(4);
+/// `--dry-run`: load the object as a capture of `opts` would (with the
+/// application's mbuf layout when it is running, else the known one).
+pub fn verify(opts: &Options) -> Result<Vec<ProgramStat>> {
+    let mbuf = match opts.target {
+        Target::Pid(pid) if pid != 0 => {
+            layouts(&Process::open(pid)?, opts.mbuf.as_deref(), false)?.0
         }
-    }
-    for mut m in open.maps_mut() {
-        let name = m.name().to_string_lossy().into_owned();
-        let r = if name == "events" {
-            m.set_max_entries(ring_size(opts.buffer_kib))
-        } else if name == "scratch_map" {
-            m.set_max_entries(ncpus)
-        } else if name.ends_with(".rodata") {
-            xcap_bpf_common::write_rodata(&mut m, cfg.as_bytes(), "struct xcap_dpdk_config")?;
-            Ok(())
-        } else {
-            Ok(())
-        };
-        r.map_err(|e| libbpf_error("configure the DPDK BPF object", e))?;
-    }
-    open.load()
-        .map_err(|e| libbpf_error("load the DPDK BPF program", e))
+        _ => match &opts.mbuf {
+            Some(m) => layout::mbuf_override(m, Some(layout::ABI23_MBUF))?,
+            None => layout::ABI23_MBUF,
+        },
+    };
+    Ok(load(opts, &mbuf)?.1)
 }
 
+/// Load (and so verify) the DPDK object for `mbuf`'s layout.
+pub fn load(opts: &Options, mbuf: &Mbuf) -> Result<(Object, Vec<ProgramStat>)> {
+    let image = runtime::image(BPF_OBJECT, opts.filter.as_deref())?;
+    let rodata = Rodata {
+        rt: RtConfig {
+            snaplen: opts.snaplen,
+            filter: opts.filter.is_some() as u32,
+            stack: 0,
+            hook_base: 0,
+        },
+        src: DpdkConfig::new(mbuf),
+    };
+    runtime::load(&runtime::LoadSpec {
+        what: "the DPDK probes",
+        image: &image,
+        progs: vec![("xcap_dpdk_entry", None), ("xcap_dpdk_return", None)],
+        rodata: rodata.as_bytes(),
+        hooks: MAX_HOOKS as u32,
+        ring: runtime::Ring::Own(runtime::ring_bytes(opts.buffer_kib)),
+        shared_maps: &[],
+        sizes: &[],
+    })
+}
+
+/// How often the ports are looked at again.
+pub const REFRESH: Duration = Duration::from_millis(200);
+
 /// Poll the probe's ring buffer until `stop` says so, refreshing the ports
-/// every REFRESH; `on_record` gets each raw record, `on_change` each
-/// change of ports. Detaches before draining what is left.
+/// every REFRESH; `on_record` gets each raw record, `on_batch` runs after
+/// each poll (false: its reader is gone), `on_change` gets each change of
+/// ports. Detaches before draining what is left.
 pub fn pump(
     probe: &mut Probe,
     stop: &dyn Fn() -> bool,
@@ -479,61 +455,50 @@ pub fn pump(
     on_batch: &mut dyn FnMut() -> bool,
     on_change: &mut dyn FnMut(&Probe, String),
 ) -> Result<()> {
-    const REFRESH: Duration = Duration::from_millis(200);
-    const COALESCE: Duration = Duration::from_millis(2);
-    let on_record = std::cell::RefCell::new(on_record);
-    let mut builder = RingBufferBuilder::new();
-    // A handle of its own (a dup of the fd), so the probe stays free to
-    // change its attachments while the ring buffer is read.
-    let handle = libbpf_rs::MapHandle::try_from(&probe.ring()?)
-        .map_err(|e| libbpf_error("open the ring buffer", e))?;
-    builder
-        .add(&handle, |data: &[u8]| {
-            (on_record.borrow_mut())(data);
-            0
-        })
-        .map_err(|e| libbpf_error("set up the ring buffer", e))?;
-    let rb = builder
-        .build()
-        .map_err(|e| libbpf_error("set up the ring buffer", e))?;
+    let ring = probe.ring()?;
+    let probe = std::cell::RefCell::new(probe);
     let mut last = std::time::Instant::now();
-    let mut gone = false;
-    while !stop() {
-        let n = rb.poll_raw(Duration::from_millis(50));
-        if n < 0 && n != -libc::EINTR {
-            return Err(Error::runtime(format!(
-                "ring buffer poll: {}",
-                std::io::Error::from_raw_os_error(-n)
-            )));
-        }
-        if !on_batch() {
-            gone = true;
-            break;
-        }
-        if last.elapsed() >= REFRESH {
-            last = std::time::Instant::now();
-            match probe.refresh()? {
-                (false, _) => break,
-                (true, Some(msg)) => on_change(probe, msg),
-                _ => {}
+    runtime::pump(
+        &ring,
+        stop,
+        on_record,
+        &mut || {
+            if !on_batch() {
+                return Ok(false);
             }
-        }
-        if n > 0 {
-            // As the kernel source: one wakeup per couple of milliseconds.
-            std::thread::sleep(COALESCE);
-        }
-    }
-    probe.detach();
-    if !gone {
-        // What was in flight when the probes went; the caller sends it.
-        let _ = rb.consume_raw();
-    }
+            refresh(&mut probe.borrow_mut(), &mut last, REFRESH, on_change)
+        },
+        &mut || probe.borrow_mut().detach(),
+    )?;
     Ok(())
+}
+
+/// Look at the ports again when `every` has passed; false when the
+/// application has gone.
+pub fn refresh(
+    probe: &mut Probe,
+    last: &mut std::time::Instant,
+    every: Duration,
+    on_change: &mut dyn FnMut(&Probe, String),
+) -> Result<bool> {
+    if last.elapsed() < every {
+        return Ok(true);
+    }
+    *last = std::time::Instant::now();
+    match probe.refresh()? {
+        (false, _) => Ok(false),
+        (true, Some(msg)) => {
+            on_change(probe, msg);
+            Ok(true)
+        }
+        _ => Ok(true),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xcap_core::filter::ebpf;
 
     /// The filter reaches the per-mbuf callback, wherever the embedded
     /// object happens to sit in memory.

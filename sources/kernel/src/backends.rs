@@ -9,6 +9,7 @@ use crate::btf::KernelBtf;
 const PROBE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));
 
 /// Outcome per backend: Ok, or the kernel's refusal in words.
+#[derive(Clone)]
 pub struct Backends {
     pub fentry: Result<(), String>,
     pub kprobe: Result<(), String>,
@@ -48,6 +49,27 @@ pub fn probe(btf: &KernelBtf, func: &str) -> Backends {
 /// trampoline or a kprobe, tenths of a second in an emulated VM); the
 /// others read "not tried".
 pub fn probe_some(btf: &KernelBtf, func: &str, fentry: bool, kprobe: bool) -> Backends {
+    // Asked once per function and backend in a process (--dry-run of many
+    // filters asks again and again).
+    type Tried = std::collections::HashMap<(String, bool, bool), Backends>;
+    static TRIED: std::sync::Mutex<Option<Tried>> = std::sync::Mutex::new(None);
+    let key = (func.to_string(), fentry, kprobe);
+    if let Some(b) = TRIED
+        .lock()
+        .ok()
+        .and_then(|t| t.as_ref()?.get(&key).cloned())
+    {
+        return b;
+    }
+    let b = try_some(btf, func, fentry, kprobe);
+    if let Ok(mut t) = TRIED.lock() {
+        t.get_or_insert_with(Default::default)
+            .insert(key, b.clone());
+    }
+    b
+}
+
+fn try_some(btf: &KernelBtf, func: &str, fentry: bool, kprobe: bool) -> Backends {
     // The attempts are expected to fail on many kernels: keep libbpf quiet.
     let prev = libbpf_rs::set_print(None);
     let untried = || Err("not tried".to_string());
@@ -147,9 +169,17 @@ fn try_kprobe(func: &str) -> Result<(), String> {
 /// Whether one program can be attached to many functions at once
 /// (kprobe-multi), tried on `func`; only wildcards need to know.
 pub fn kprobe_multi(func: &str) -> Result<(), String> {
+    // A property of the kernel: tried once per process.
+    static TRIED: std::sync::Mutex<Option<Result<(), String>>> = std::sync::Mutex::new(None);
+    if let Some(r) = TRIED.lock().ok().and_then(|t| t.clone()) {
+        return r;
+    }
     let prev = libbpf_rs::set_print(None);
     let r = try_kprobe_multi(func);
     libbpf_rs::set_print(prev.or(Some((PrintLevel::Warn, |_, _| {}))));
+    if let Ok(mut t) = TRIED.lock() {
+        *t = Some(r.clone());
+    }
     r
 }
 

@@ -21,13 +21,24 @@ pub struct TracepointArgs {
 }
 
 impl KernelBtf {
-    pub fn load() -> Result<Self> {
+    /// The kernel's BTF, parsed once per thread (a fraction of a second,
+    /// seconds in an emulated VM; --dry-run of many filters asks often).
+    pub fn load() -> Result<std::rc::Rc<Self>> {
+        thread_local! {
+            static CACHE: std::cell::RefCell<Option<std::rc::Rc<KernelBtf>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        if let Some(b) = CACHE.with(|c| c.borrow().clone()) {
+            return Ok(b);
+        }
         let btf = Btf::from_vmlinux().map_err(|e| {
             Error::runtime(format!(
                 "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}; xcap needs CONFIG_DEBUG_INFO_BTF"
             ))
         })?;
-        Ok(KernelBtf { btf })
+        let b = std::rc::Rc::new(KernelBtf { btf });
+        CACHE.with(|c| *c.borrow_mut() = Some(b.clone()));
+        Ok(b)
     }
 
     /// Arguments of tracepoint NAME from its `btf_trace_NAME` typedef, a

@@ -84,3 +84,99 @@ pub fn netns_inode(spec: &str) -> Result<u32> {
         .map(|m| m.ino() as u32)
         .map_err(|e| Error::input(format!("network namespace {}: {e}", path.display())))
 }
+
+/// Watches the `-i` interfaces for as long as the capture runs: a thread
+/// that lives in their namespace (entered once, while xcap still may) and
+/// checks every quarter second that each index still carries its name. An
+/// interface deleted (or its index taken by another) ends the capture, as
+/// in tcpdump.
+pub struct Watch {
+    gone: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watch {
+    pub fn start(names: &[String], netns: Option<&str>) -> Result<Option<Watch>> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let names: Vec<String> = names.iter().filter(|n| *n != "any").cloned().collect();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let file = match netns {
+            Some(spec) => {
+                let path = netns_path(spec);
+                Some(File::open(&path).map_err(|e| {
+                    Error::input(format!("network namespace {}: {e}", path.display()))
+                })?)
+            }
+            None => None,
+        };
+        let gone = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, s) = (gone.clone(), stop.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("xcap-ifwatch".into())
+            .spawn(move || {
+                // SAFETY: setns on a valid namespace fd affects only this thread.
+                if let Some(f) = &file {
+                    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        let _ = tx.send(Err(std::io::Error::last_os_error()));
+                        return;
+                    }
+                }
+                let idx: Vec<(String, u32)> =
+                    names.iter().map(|n| (n.clone(), index_of(n))).collect();
+                let _ = tx.send(Ok(()));
+                while !s.load(Ordering::Relaxed) {
+                    if let Some((n, _)) =
+                        idx.iter().find(|(n, i)| name_of(*i).as_deref() != Some(n))
+                    {
+                        *g.lock().unwrap_or_else(|e| e.into_inner()) = Some(n.clone());
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+            })
+            .map_err(|e| Error::runtime(format!("cannot start the interface watch: {e}")))?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(Some(Watch { gone, stop })),
+            Ok(Err(e)) => Err(Error::input(format!("cannot enter network namespace: {e}"))),
+            Err(_) => Err(Error::runtime("the interface watch did not start")),
+        }
+    }
+
+    /// The name of an interface that went away, if one did.
+    pub fn gone(&self) -> Option<String> {
+        self.gone.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn index_of(name: &str) -> u32 {
+    CString::new(name).map_or(0, |c| {
+        // SAFETY: c is a valid NUL-terminated string.
+        unsafe { libc::if_nametoindex(c.as_ptr()) }
+    })
+}
+
+fn name_of(idx: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(idx, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}

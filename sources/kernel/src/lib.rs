@@ -1,10 +1,13 @@
-//! xcap's kernel source: skbs at BTF tracepoints (`tp_btf`).
+//! xcap's kernel source: skbs at tracepoints (`tp_btf`) and kernel
+//! functions (fentry, fexit, kprobe, kretprobe, kprobe-multi).
 //!
-//! One BPF object is loaded per hook because a `tp_btf` program's target is
-//! fixed at load time; all hooks share one ring buffer, so their events come
-//! out in one stream. Function hooks (fentry/kprobe) are a later step and are
-//! refused by name until then.
+//! One BPF object is loaded per hook because a `tp_btf` or fentry
+//! program's target is fixed at load time (one per wildcard: a kprobe
+//! program attached to every function); all share the first object's ring
+//! buffer, so their events come out in one stream. The capture runtime of
+//! xcap_bpf_common loads them and runs the ring buffer.
 
+mod args;
 mod backends;
 mod btf;
 mod config;
@@ -13,20 +16,20 @@ mod ksyms;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Duration;
 
-use libbpf_rs::{Link, MapCore, Object, ObjectBuilder, RingBufferBuilder};
-use xcap_bpf_common::{ring_size, splice_filter, Interned};
-use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, F_RET, MAX_IFACES, MAX_SNAPLEN};
-use xcap_core::filter::ebpf::{self, Insn};
+use libbpf_rs::{Link, Object};
+use xcap_bpf_common::runtime::{self, Rodata, RtConfig};
+use xcap_bpf_common::Interned;
+use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, F_RET, MAX_IFACES};
+use xcap_core::registry::ProgramStat;
 use xcap_core::{
     CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
 };
 
+pub use crate::args::KernelArgs;
 use crate::btf::KernelBtf;
-use crate::config::XcapConfig;
+use crate::config::KernelConfig;
 use crate::ksyms::Ksyms;
 
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernel.bpf.o"));
@@ -34,17 +37,15 @@ const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernel.bpf.o
 /// Hooks used when the user names none: where tcpdump sees packets.
 pub const DEFAULT_HOOKS: [&str; 2] = ["tp:net:netif_receive_skb", "tp:net:net_dev_start_xmit"];
 const DROP_HOOK: &str = "tp:skb:kfree_skb";
-/// Pause after a busy poll so records arrive in batches (see `run`).
-const COALESCE: Duration = Duration::from_millis(2);
-/// Default ring buffer size in KiB.
-const DEFAULT_BUFFER_KIB: u32 = 16 * 1024;
 
 inventory::submit! {
     SourceFactory {
         name: "kernel",
         help: "skbs at kernel tracepoints (--hook tp:CATEGORY:NAME, --drops)",
-        open,
+        args: args::args,
+        open: |cfg, m| open_with(cfg, &KernelArgs::from_matches(m)),
         list_hooks: Some(list_hooks),
+        verify: Some(|cfg, m| verify_with(cfg, &KernelArgs::from_matches(m))),
     }
 }
 
@@ -99,7 +100,8 @@ fn wildcard_hooks(spec: &str, btf: &KernelBtf, group: u32) -> Result<Vec<Hook>> 
             "hook '{spec}': no probeable kernel function taking an skb matches {pat}"
         )));
     }
-    let b = backends::probe(btf, &funcs[0].0);
+    // Wildcards attach kprobes: try only that backend.
+    let b = backends::probe_some(btf, &funcs[0].0, false, true);
     if b.kprobe.is_err() {
         return Err(refuse_function_hook(spec, btf, Some(b)));
     }
@@ -236,7 +238,7 @@ impl Ret {
 const FREE_TPS: [&str; 2] = ["kfree_skb", "consume_skb"];
 
 /// `--pid` and `--comm`, checked.
-fn task_filter(cfg: &CaptureConfig) -> Result<(u32, [u8; 16])> {
+fn task_filter(cfg: &KernelArgs) -> Result<(u32, [u8; 16])> {
     let mut comm = [0u8; 16];
     if let Some(c) = &cfg.comm {
         if c.is_empty() || c.len() > 15 {
@@ -257,7 +259,7 @@ fn task_filter(cfg: &CaptureConfig) -> Result<(u32, [u8; 16])> {
 }
 
 /// Parse and check the hooks against the kernel's BTF.
-fn plan_hooks(cfg: &CaptureConfig, btf: &KernelBtf) -> Result<Vec<Hook>> {
+fn plan_hooks(cfg: &KernelArgs, btf: &KernelBtf) -> Result<Vec<Hook>> {
     let mut specs: Vec<String> = if cfg.hooks.is_empty() {
         DEFAULT_HOOKS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -650,6 +652,8 @@ pub struct KernelSource {
     helpers: Vec<Loaded>,
     reasons: HashMap<u32, String>,
     ksyms: Option<Ksyms>,
+    /// The `-i` interfaces, watched while capturing.
+    watch: Option<iface::Watch>,
 }
 
 // SAFETY: libbpf objects and links are plain handles (fds and heap memory)
@@ -657,24 +661,27 @@ pub struct KernelSource {
 // use, and never shared.
 unsafe impl Send for KernelSource {}
 
-fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
-    let snaplen = match cfg.snaplen {
-        0 => MAX_SNAPLEN,
-        s if s > MAX_SNAPLEN => {
-            return Err(Error::input(format!(
-                "snap length {s} is too large for the kernel source (at most {MAX_SNAPLEN})"
-            )))
-        }
-        s => s,
-    };
+/// Everything loaded (verified) for a capture, nothing attached yet.
+struct Prepared {
+    /// Drop reasons by value, with --drops.
+    reasons: HashMap<u32, String>,
+    hooks: Vec<Hook>,
+    loaded: Vec<Loaded>,
+    helpers: Vec<(Loaded, Hook)>,
+    stats: Vec<ProgramStat>,
+}
+
+/// Plan the hooks and load every object the capture needs.
+fn prepare(cfg: &CaptureConfig, k: &KernelArgs) -> Result<Prepared> {
+    let snaplen = runtime::snaplen(cfg.snaplen, "kernel")?;
     // Two slow reads of kernel-generated text (a second each in the
     // emulated test VM), done while the BTF is parsed and hooks planned.
     let direct_map = std::thread::spawn(ksyms::direct_map_vars);
-    if cfg.hooks.iter().any(|s| !s.starts_with("tp:")) {
+    if k.hooks.iter().any(|s| !s.starts_with("tp:")) {
         std::thread::spawn(backends::traceable_functions);
     }
     let btf = KernelBtf::load()?;
-    let hooks = plan_hooks(cfg, &btf)?;
+    let hooks = plan_hooks(k, &btf)?;
     let mut ifaces = iface::resolve(&cfg.interfaces, cfg.netns.as_deref())?;
     if ifaces.is_empty() {
         if let Some(ns) = &cfg.netns {
@@ -686,29 +693,19 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             "too many interfaces: at most {MAX_IFACES} -i options"
         )));
     }
-    let (pid, comm) = task_filter(cfg)?;
-    if cfg.track && cfg.filter.is_none() {
+    let (pid, comm) = task_filter(k)?;
+    if k.track && cfg.filter.is_none() {
         return Err(Error::input(
             "--track follows packets that matched the filter: give a filter expression",
         ));
     }
     let (vmemmap_base, page_offset_base) = direct_map.join().unwrap_or_default();
     let frag = btf.frag_layout();
-    let ncpus = libbpf_rs::num_possible_cpus()
-        .map_err(|e| Error::runtime(format!("cannot count CPUs: {e}")))? as u32;
-    let rb_bytes = ring_size(if cfg.buffer_kib == 0 {
-        DEFAULT_BUFFER_KIB
-    } else {
-        cfg.buffer_kib
-    });
-
-    let block = match &cfg.filter {
-        Some(f) => Some(f.ebpf_block(ebpf::BLOCK_INSNS)?),
-        None => None,
-    };
-    xcap_bpf_common::capture_libbpf_log();
+    let image = runtime::image(BPF_OBJECT, cfg.filter.as_deref())?;
+    let ring_bytes = runtime::ring_bytes(cfg.buffer_kib);
+    let expand = follow_backend(k, &hooks, &btf);
     let mut loaded: Vec<Loaded> = Vec::with_capacity(hooks.len());
-    let expand = follow_backend(cfg, &hooks, &btf);
+    let mut stats = Vec::new();
     // One object per hook, or per wildcard group of hooks.
     let mut units: Vec<(usize, usize)> = Vec::new();
     for (i, h) in hooks.iter().enumerate() {
@@ -719,31 +716,43 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
     }
     for &(i, n) in &units {
         let hook = &hooks[i];
-        let mut c = XcapConfig {
-            hook: i as u32,
-            nr_hooks: n as u32,
-            snaplen,
+        let mut src = KernelConfig {
             dir: hook.dir as u32,
-            stack: cfg.stack as u32,
             nr_ifaces: ifaces.len() as u32,
-            filter: block.is_some() as u32,
             vmemmap_base,
             page_offset_base,
             frag,
             follow: expand.is_some() as u32,
             pid,
             comm,
-            track: cfg.track as u32,
+            track: k.track as u32,
             untrack: FREE_TPS.contains(&hook.tp.as_str()) as u32,
             ret: hook.ret.is_some() as u32,
             ..Default::default()
         };
         for (j, (idx, ns)) in ifaces.iter().enumerate() {
-            c.ifindex[j] = *idx;
-            c.netns[j] = *ns;
+            src.ifindex[j] = *idx;
+            src.netns[j] = *ns;
         }
+        let rodata = Rodata {
+            rt: RtConfig {
+                snaplen,
+                filter: cfg.filter.is_some() as u32,
+                stack: k.stack as u32,
+                hook_base: i as u32,
+            },
+            src,
+        };
         let shared = loaded.first().map(|l| &l.obj);
-        let obj = load_hook(hook, &c, block.as_deref(), shared, rb_bytes, ncpus)?;
+        let (obj, st) = load_hook(
+            hook,
+            &image,
+            rodata.as_bytes(),
+            n as u32,
+            shared,
+            ring_bytes,
+        )?;
+        stats.extend(st);
         loaded.push(Loaded {
             links: Vec::new(),
             obj,
@@ -756,7 +765,7 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
     // buffers through pskb_expand_head.
     let mut helpers: Vec<(Loaded, Hook)> = Vec::new();
     let mut aux: Vec<Hook> = Vec::new();
-    if cfg.track || expand.is_some() {
+    if k.track || expand.is_some() {
         for tp in FREE_TPS {
             if !hooks
                 .iter()
@@ -782,7 +791,9 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
     }
     for h in aux {
         let shared = loaded.first().map(|l| &l.obj);
-        let obj = load_hook(&h, &XcapConfig::default(), None, shared, rb_bytes, ncpus)?;
+        let rodata = Rodata::<KernelConfig>::default();
+        let (obj, st) = load_hook(&h, &image, rodata.as_bytes(), 1, shared, ring_bytes)?;
+        stats.extend(st);
         helpers.push((
             Loaded {
                 links: Vec::new(),
@@ -793,6 +804,33 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             h,
         ));
     }
+    Ok(Prepared {
+        reasons: if k.drops {
+            btf.drop_reasons()
+        } else {
+            HashMap::new()
+        },
+        hooks,
+        loaded,
+        helpers,
+        stats,
+    })
+}
+
+/// `--dry-run`: load every object, attach nothing; what the verifier did.
+pub fn verify_with(cfg: &CaptureConfig, k: &KernelArgs) -> Result<Vec<ProgramStat>> {
+    Ok(prepare(cfg, k)?.stats)
+}
+
+/// Load and attach everything the capture needs.
+pub fn open_with(cfg: &CaptureConfig, k: &KernelArgs) -> Result<Box<dyn Source>> {
+    let Prepared {
+        reasons,
+        hooks,
+        mut loaded,
+        mut helpers,
+        ..
+    } = prepare(cfg, k)?;
     // Attach only once everything loaded, so a failure leaves nothing behind.
     let mut unattached = Vec::new();
     for l in loaded.iter_mut() {
@@ -813,13 +851,11 @@ fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
             unattached[..unattached.len().min(3)].join(", ")
         );
     }
+    let watch = iface::Watch::start(&cfg.interfaces, cfg.netns.as_deref())?;
     Ok(Box::new(KernelSource {
-        reasons: if cfg.drops {
-            btf.drop_reasons()
-        } else {
-            HashMap::new()
-        },
-        ksyms: (cfg.drops || cfg.stack).then(Ksyms::load),
+        watch,
+        reasons,
+        ksyms: (k.drops || k.stack).then(Ksyms::load),
         hooks,
         loaded,
         helpers: helpers.into_iter().map(|(l, _)| l).collect(),
@@ -836,7 +872,7 @@ const EXPAND_FN: &str = "pskb_expand_head";
 /// which entry and return programs: when packets are followed across hooks
 /// (two or more, or --track) and the kernel lets us hook the function.
 fn follow_backend(
-    cfg: &CaptureConfig,
+    cfg: &KernelArgs,
     hooks: &[Hook],
     btf: &KernelBtf,
 ) -> Option<(&'static str, &'static str)> {
@@ -882,73 +918,33 @@ fn attach_hook(l: &mut Loaded, hook: &Hook) -> Result<()> {
     Ok(())
 }
 
+/// Load the object of one hook (or wildcard group of `n` hooks, or helper).
 fn load_hook(
     hook: &Hook,
-    cfg: &XcapConfig,
-    filter: Option<&[Insn]>,
+    image: &[u8],
+    rodata: &[u8],
+    n: u32,
     shared: Option<&Object>,
-    rb_bytes: u32,
-    ncpus: u32,
-) -> Result<Object> {
-    let mut open = ObjectBuilder::default()
-        .open_memory(BPF_OBJECT)
-        .map_err(|e| load_error(hook, "open BPF object for", e))?;
-    let ret_prog = hook.ret.as_ref().map(|(p, _)| p.as_str());
-    for mut p in open.progs_mut() {
-        // tp_btf, fentry and fexit programs name their target at load.
-        let tracing = matches!(p.prog_type(), libbpf_rs::ProgramType::Tracing);
-        if Some(p.name().to_str().unwrap_or_default()) == ret_prog {
-            p.set_autoload(true);
-            if tracing {
-                p.set_attach_target(0, Some(hook.tp.clone()))
-                    .map_err(|e| load_error(hook, "target", e))?;
-            }
-        } else if p.name() == hook.prog.as_str() {
-            p.set_autoload(true);
-            if xcap_bpf_common::debug() {
-                // Verifier statistics (insns processed, states) in the libbpf log.
-                p.set_log_level(if std::env::var_os("XCAP_DEBUG_VERIFIER").is_some() {
-                    1
-                } else {
-                    4
-                });
-            }
-            if tracing {
-                p.set_attach_target(0, Some(hook.tp.clone()))
-                    .map_err(|e| load_error(hook, "target", e))?;
-            }
-            if let Some(block) = filter {
-                splice_filter(&mut p, block)?;
-            }
-        } else {
-            p.set_autoload(false);
-        }
+    ring_bytes: u32,
+) -> Result<(Object, Vec<ProgramStat>)> {
+    let target = Some(hook.tp.as_str());
+    let mut progs = vec![(hook.prog.as_str(), target)];
+    if let Some((r, _)) = &hook.ret {
+        progs.push((r.as_str(), target));
     }
-    for mut m in open.maps_mut() {
-        let name = m.name().to_string_lossy().into_owned();
-        let r = if SHARED_MAPS.contains(&name.as_str()) {
-            match shared.and_then(|o| o.maps().find(|m| m.name() == name.as_str())) {
-                Some(t) => m.reuse_fd(t.as_fd()),
-                None => Ok(()),
-            }
-        } else if name == "events" {
-            match shared.and_then(|o| o.maps().find(|m| m.name() == "events")) {
-                Some(rb) => m.reuse_fd(rb.as_fd()),
-                None => m.set_max_entries(rb_bytes),
-            }
-        } else if name == "scratch_map" {
-            m.set_max_entries(ncpus)
-        } else if name == "counters" {
-            m.set_max_entries(cfg.nr_hooks.max(1) * event::CNT_MAX as u32)
-        } else if name.ends_with(".rodata") {
-            xcap_bpf_common::write_rodata(&mut m, cfg.as_bytes(), "struct xcap_config")?;
-            Ok(())
-        } else {
-            Ok(())
-        };
-        r.map_err(|e| load_error(hook, "configure", e))?;
-    }
-    open.load().map_err(|e| load_error(hook, "load", e))
+    runtime::load(&runtime::LoadSpec {
+        what: &format!("hook {}", hook.name),
+        image,
+        progs,
+        rodata,
+        hooks: n,
+        ring: match shared {
+            Some(o) => runtime::Ring::Shared(o),
+            None => runtime::Ring::Own(ring_bytes),
+        },
+        shared_maps: &SHARED_MAPS,
+        sizes: &[],
+    })
 }
 
 /// Turns ring buffer records into packets.
@@ -1014,7 +1010,14 @@ impl Decoder<'_> {
             tid: Some(h.tid),
             comm: Some(self.comms.get(h.comm, |k| event::cstr(k).into())),
             packet_id: Some(h.skb),
-            ..Default::default()
+            // Spelled out, not `..Default::default()`: that would build
+            // (and drop) a whole default Meta for every packet.
+            queue: None,
+            drop_reason: None,
+            drop_location: None,
+            retval: None,
+            stack: Vec::new(),
+            extra: Vec::new(),
         };
         // Headers made up from the socket before the stack wrote them.
         if h.flags & event::F_SYNTH_L3 != 0 {
@@ -1049,7 +1052,7 @@ impl Decoder<'_> {
         }
         Some(Packet {
             ts_ns: h.ts_ns + self.wall_offset,
-            data: r.data.to_vec(),
+            data: runtime::packet_bytes(r.data),
             orig_len: h.orig_len,
             link: h.link_type(),
             meta,
@@ -1061,24 +1064,13 @@ impl KernelSource {
     fn counters(&self) -> Vec<xcap_core::registry::HookStats> {
         let mut out = Vec::new();
         for l in &self.loaded {
-            let m = l.obj.maps().find(|m| m.name() == "counters");
             for (j, hook) in self.hooks[l.first..l.first + l.n].iter().enumerate() {
-                let c = |k: usize| {
-                    m.as_ref().map_or(0, |m| {
-                        xcap_bpf_common::percpu_sum(m, (j * event::CNT_MAX + k) as u32)
-                    })
-                };
-                let seen = c(event::CNT_SEEN);
+                let st = runtime::hook_stats(&l.obj, j as u32, &hook.name);
                 // A wildcard reports only the functions packets went through.
-                if hook.group.is_some() && seen == 0 {
+                if hook.group.is_some() && st.seen == 0 {
                     continue;
                 }
-                out.push(xcap_core::registry::HookStats {
-                    hook: hook.name.to_string(),
-                    seen,
-                    lost: c(event::CNT_LOST),
-                    truncated: c(event::CNT_TRUNC),
-                });
+                out.push(st);
             }
         }
         out
@@ -1095,78 +1087,55 @@ impl Source for KernelSource {
     }
 
     fn run(mut self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {
-        let wall_offset = xcap_core::time::mono_to_wall_offset();
-        let pending: RefCell<Vec<Packet>> = RefCell::new(Vec::new());
         let mut ksyms = self.ksyms.take();
-        let decoder = RefCell::new(Decoder {
-            hooks: &self.hooks,
-            reasons: &self.reasons,
-            ksyms: ksyms.as_mut(),
-            ifnames: Interned::default(),
-            comms: Interned::default(),
-            source: Arc::from("kernel"),
-            wall_offset,
-            bad: 0,
-            held: HashMap::new(),
-        });
-        let events = self.loaded[0]
-            .obj
-            .maps()
-            .find(|m| m.name() == "events")
-            .ok_or_else(|| Error::runtime("ring buffer map missing"))?;
-        let mut builder = RingBufferBuilder::new();
-        builder
-            .add(&events, |data: &[u8]| {
-                if let Some(p) = decoder.borrow_mut().decode(data) {
-                    pending.borrow_mut().push(p);
-                }
-                0
-            })
-            .map_err(|e| Error::runtime(format!("ring buffer: {e}")))?;
-        let rb = builder
-            .build()
-            .map_err(|e| Error::runtime(format!("ring buffer: {e}")))?;
-        let mut delivered = 0u64;
-        let mut bus_gone = false;
-        while !ctx.stopped() {
-            let r = rb.poll_raw(Duration::from_millis(50));
-            if r < 0 && r != -libc::EINTR {
-                return Err(Error::runtime(format!(
-                    "ring buffer poll: {}",
-                    std::io::Error::from_raw_os_error(-r)
-                )));
-            }
-            let batch = std::mem::take(&mut *pending.borrow_mut());
-            delivered += batch.len() as u64;
-            // Records are committed within microseconds of their stamp; 10 ms
-            // of slack covers stragglers from other CPUs.
-            let now = xcap_core::time::monotonic_ns().saturating_sub(10_000_000);
-            let busy = !batch.is_empty();
-            if !ctx.send(batch, now + wall_offset) {
-                bus_gone = true;
-                break;
-            }
-            if busy {
-                // Let records pile up for a moment: one wakeup and one batch
-                // per couple of milliseconds instead of one per packet, which
-                // at high rates costs more in context switches than the copy.
-                std::thread::sleep(COALESCE);
-            }
-        }
-        // Detach first so nothing new arrives, then drain what is in flight.
-        for l in self.loaded.iter_mut().chain(self.helpers.iter_mut()) {
-            l.links.clear();
-        }
-        if !bus_gone {
-            let _ = rb.consume_raw();
-            let mut left = decoder.borrow_mut().unreturned();
-            pending.borrow_mut().append(&mut left);
-            let batch = std::mem::take(&mut *pending.borrow_mut());
-            delivered += batch.len() as u64;
-            ctx.send(batch, u64::MAX);
-        }
-        drop(rb);
-        let bad = decoder.borrow().bad;
+        let ring = runtime::ring_handle(&self.loaded[0].obj)?;
+        let wall = xcap_core::time::mono_to_wall_offset();
+        let mut failure = None;
+        let (delivered, bad) = {
+            let mut decoder = Decoder {
+                hooks: &self.hooks,
+                reasons: &self.reasons,
+                ksyms: ksyms.as_mut(),
+                ifnames: Interned::default(),
+                comms: Interned::default(),
+                source: Arc::from("kernel"),
+                wall_offset: wall,
+                bad: 0,
+                held: HashMap::new(),
+            };
+            let decoder = RefCell::new(&mut decoder);
+            let (loaded, helpers) = (&mut self.loaded, &mut self.helpers);
+            let watch = &self.watch;
+            let failure = &mut failure;
+            let delivered = runtime::deliver(
+                &ctx,
+                &ring,
+                wall,
+                &mut |rec, out| {
+                    if let Some(p) = decoder.borrow_mut().decode(rec) {
+                        out.push(p);
+                    }
+                },
+                &mut || {
+                    // An -i interface deleted ends the capture (exit 1).
+                    match watch.as_ref().and_then(|w| w.gone()) {
+                        Some(n) => {
+                            *failure = Some(format!("interface {n} went away"));
+                            Ok(false)
+                        }
+                        None => Ok(true),
+                    }
+                },
+                &mut || {
+                    for l in loaded.iter_mut().chain(helpers.iter_mut()) {
+                        l.links.clear();
+                    }
+                },
+                &mut || decoder.borrow_mut().unreturned(),
+            )?;
+            let bad = decoder.borrow().bad;
+            (delivered, bad)
+        };
         let hooks = self.counters();
         let dropped = hooks.iter().map(|h| h.lost).sum::<u64>() + bad;
         Ok(SourceReport {
@@ -1174,6 +1143,7 @@ impl Source for KernelSource {
             delivered,
             dropped,
             hooks,
+            failure,
         })
     }
 }

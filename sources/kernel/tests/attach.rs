@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use xcap_core::registry::{self, CaptureConfig};
+use xcap_core::registry::CaptureConfig;
 use xcap_core::{BusOptions, Packet, Result, Sink, SourceReport};
 
 struct Collect(Arc<Mutex<Vec<Packet>>>);
@@ -25,14 +25,13 @@ impl Sink for Collect {
 
 #[test]
 fn captures_loopback_ping() {
-    use xcap_source_kernel as _;
-    let f = registry::source("kernel").expect("kernel source registered");
     let cfg = CaptureConfig {
         interfaces: vec!["lo".into()],
         snaplen: 262144,
         ..Default::default()
     };
-    let src = (f.open)(&cfg).expect("kernel source attaches (are you root?)");
+    let src = xcap_source_kernel::open_with(&cfg, &Default::default())
+        .expect("kernel source attaches (are you root?)");
     let got = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();

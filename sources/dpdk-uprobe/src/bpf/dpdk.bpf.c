@@ -15,25 +15,10 @@
 #include <bpf/bpf_tracing.h>
 #include "xcap_event.h"
 #include "dpdk.h"
-#include "xcap_filter.h"
-#include "xcap_copy.h"
+#include "xcap_runtime.h"
 
-char LICENSE[] SEC("license") = "GPL";
-
-const volatile struct xcap_dpdk_config cfg = {};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
-} events SEC(".maps");
-
-/* Per hook: XCAP_CNT_MAX counters at hook * XCAP_CNT_MAX. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XCAP_DPDK_MAX_HOOKS * XCAP_CNT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
+/* The DPDK source's configuration (dpdk.h). */
+#define cfg (xcap_cfg.src)
 
 /* PMD queue pointer -> port and queue; written by xcap as ports change. */
 struct {
@@ -57,42 +42,10 @@ struct {
 	__type(value, struct rx_call);
 } calls SEC(".maps");
 
-#define STACK_BYTES (XCAP_MAX_STACK * 8)
-#define HDR_BYTES ((__u32)sizeof(struct xcap_event))
-#define SCRATCH_DATA (2 * XCAP_MAX_SNAPLEN)
-/* Same record layout as the kernel source; DPDK records carry no stack. */
-struct scratch {
-	__u64 ptrs[XCAP_MAX_BURST]; /* the burst's mbuf pointers, read at once */
-	__u8 mbuf[XCAP_MBUF_LINE];
-	__u8 hdr[HDR_BYTES];
-	__u8 data[SCRATCH_DATA];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1); /* resized to the number of CPUs at load */
-	__type(key, __u32);
-	__type(value, struct scratch);
-} scratch_map SEC(".maps");
-
-static __always_inline void count_n(__u32 hook, __u32 idx, __u64 n)
-{
-	__u32 key = hook * XCAP_CNT_MAX + idx;
-	__u64 *v = bpf_map_lookup_elem(&counters, &key);
-
-	if (v)
-		*v += n;
-}
-
-static __always_inline void count(__u32 hook, __u32 idx)
-{
-	count_n(hook, idx, 1);
-}
-
-/* rte_mbuf fields of the first cache line, from the copy in s->mbuf. */
-#define MB64(s, off) (*(__u64 *)&(s)->mbuf[(off) & (XCAP_MBUF_LINE - 8)])
-#define MB32(s, off) (*(__u32 *)&(s)->mbuf[(off) & (XCAP_MBUF_LINE - 4)])
-#define MB16(s, off) (*(__u16 *)&(s)->mbuf[(off) & (XCAP_MBUF_LINE - 2)])
+/* rte_mbuf fields of the first cache line, from the copy in s->src.mbuf. */
+#define MB64(s, off) (*(__u64 *)&(s)->src.mbuf[(off) & (XCAP_MBUF_LINE - 8)])
+#define MB32(s, off) (*(__u32 *)&(s)->src.mbuf[(off) & (XCAP_MBUF_LINE - 4)])
+#define MB16(s, off) (*(__u16 *)&(s)->src.mbuf[(off) & (XCAP_MBUF_LINE - 2)])
 
 struct seg {
 	__u64 addr;
@@ -101,14 +54,14 @@ struct seg {
 };
 
 /*
- * Read the mbuf at `m` into s->mbuf; its data address, length and next.
+ * Read the mbuf at `m` into s->src.mbuf; its data address, length and next.
  * Only the first cache line is read (every field but `next` is there);
  * `next` sits in the second, which a driver often has not touched: reading
  * it costs a cache miss, so it is read only for chained mbufs.
  */
-static __always_inline int read_mbuf(struct scratch *s, __u64 m, struct seg *g, bool chained)
+static __always_inline int read_mbuf(struct xcap_scratch *s, __u64 m, struct seg *g, bool chained)
 {
-	if (bpf_probe_read_user(s->mbuf, XCAP_MBUF_LINE, (void *)m))
+	if (bpf_probe_read_user(s->src.mbuf, XCAP_MBUF_LINE, (void *)m))
 		return -1;
 	g->addr = MB64(s, cfg.off_buf_addr) + MB16(s, cfg.off_data_off);
 	g->len = MB16(s, cfg.off_data_len);
@@ -119,12 +72,6 @@ static __always_inline int read_mbuf(struct scratch *s, __u64 m, struct seg *g, 
 	    bpf_probe_read_user(&g->next, sizeof(g->next), (void *)(m + cfg.off_next)))
 		return -1;
 	return 0;
-}
-
-/* Copy len bytes of the application's memory at src to s->data[off]. */
-static __always_inline __u32 copy_out(struct scratch *s, __u32 off, __u64 src, __u32 len)
-{
-	return xcap_copy(s->data, off, src, len, true);
 }
 
 /* Following a chain of segments (bpf_loop state). */
@@ -139,7 +86,7 @@ struct chain {
 static long seg_cb(__u64 i, void *data)
 {
 	struct chain *c = data;
-	struct scratch *s;
+	struct xcap_scratch *s;
 	struct seg g;
 	__u32 want, got;
 
@@ -153,7 +100,7 @@ static long seg_cb(__u64 i, void *data)
 	want = c->cap - c->off;
 	if (want > g.len)
 		want = g.len;
-	got = copy_out(s, c->off, g.addr, want);
+	got = xcap_copy(s->data, c->off, g.addr, want, true);
 	c->off += got;
 	if (got != want) {
 		c->trunc = 1;
@@ -161,6 +108,16 @@ static long seg_cb(__u64 i, void *data)
 	}
 	c->next = g.next;
 	return 0;
+}
+
+/* The runtime's hook: copy the next segments. c->at[0]: the next mbuf. */
+static __always_inline void xcap_copy_rest(struct xcap_copy *c)
+{
+	struct chain ch = { .next = c->at[0], .off = c->off, .cap = c->cap, .cpu = c->cpu };
+
+	bpf_loop(XCAP_MAX_SEGS, seg_cb, &ch, 0);
+	c->off = ch.off;
+	c->trunc = ch.trunc;
 }
 
 /* One burst being read (bpf_loop state). */
@@ -176,84 +133,67 @@ struct burst {
 	__u8 dir;
 };
 
+/*
+ * Capture the mbuf at `m`. A global function: the verifier checks it once,
+ * not once per state of the burst loop around it (with the chain loop
+ * inside, that multiplied past the verifier's limit). `pq`: port (bits
+ * 0-15) and queue (16-31), `how`: bit 0 port/queue are known, bits 8-15
+ * the direction.
+ */
+__attribute__((noinline)) int xcap_dpdk_mbuf(__u64 m, __u32 hook, __u32 pq, __u32 how)
+{
+	struct xcap_scratch *s;
+	struct xcap_copy c = {};
+	struct seg g;
+
+	s = xcap_scratch(&c.cpu);
+	if (!s || !m || read_mbuf(s, m, &g, false))
+		return 0;
+
+	__u16 nsegs = MB16(s, cfg.off_nb_segs);
+	bool known = how & 1;
+
+	c.total = MB32(s, cfg.off_pkt_len);
+	c.cap = c.total < xcap_cfg.rt.snaplen ? c.total : xcap_cfg.rt.snaplen;
+	c.at[0] = g.next;
+	__u32 first = g.len < c.cap ? g.len : c.cap;
+
+	c.off = xcap_copy(s->data, 0, g.addr, first, true);
+	c.trunc = c.off != first;
+	if (!xcap_filter_copy(s, &c, hook, false))
+		return 0;
+
+	struct xcap_event *ev = xcap_event_of(s);
+
+	ev->skb = m;
+	ev->location = nsegs; /* no drop location here: the segment count */
+	ev->ifindex = known ? (pq & 0xffff) : MB16(s, cfg.off_port);
+	ev->netns = 0;
+	ev->drop_reason = 0;
+	ev->dir = how >> 8;
+	ev->flags = 0;
+	ev->queue = known ? pq >> 16 : XCAP_NO_QUEUE;
+	ev->ifname[0] = 0;
+	/* No stack for uprobes into an application: no context needed. */
+	xcap_emit(NULL, s, &c, hook);
+	return 0;
+}
+
 static long mbuf_cb(__u64 i, void *data)
 {
 	struct burst *b = data;
-	struct scratch *s;
-	struct seg g;
 	__u64 m = b->arr;
 
 	if (i >= b->n)
 		return 1;
-	s = bpf_map_lookup_elem(&scratch_map, &b->cpu);
-	if (!s)
-		return 1;
-	if (!b->single)
-		m = s->ptrs[i & (XCAP_MAX_BURST - 1)];
-	if (!m || read_mbuf(s, m, &g, false))
-		return 0;
+	if (!b->single) {
+		struct xcap_scratch *s = bpf_map_lookup_elem(&scratch_map, &b->cpu);
 
-	__u32 total = MB32(s, cfg.off_pkt_len);
-	__u16 port = b->known ? b->port : MB16(s, cfg.off_port);
-	__u16 nsegs = MB16(s, cfg.off_nb_segs);
-	__u32 cap = total < cfg.snaplen ? total : cfg.snaplen;
-	__u32 first = g.len < cap ? g.len : cap;
-	struct chain c = { .next = g.next, .cap = cap, .cpu = b->cpu };
-
-	c.off = copy_out(s, 0, g.addr, first);
-	c.trunc = c.off != first;
-	bool rest = false;
-
-	if (cfg.filter) {
-		__u32 mem[16] = {};
-		__u32 r = xcap_filter(s->data, c.off, total, 0, mem);
-
-		if (r == XCAP_FILTER_NEED_MORE && !c.trunc && c.off < cap) {
-			bpf_loop(XCAP_MAX_SEGS, seg_cb, &c, 0);
-			rest = true;
-			r = xcap_filter(s->data, c.off, total, 0, mem);
-		}
-		if (r != XCAP_FILTER_MATCH)
-			return 0;
-		count(b->hook, XCAP_CNT_MATCHED);
+		if (!s)
+			return 1;
+		m = s->src.ptrs[i & (XCAP_MAX_BURST - 1)];
 	}
-	if (!rest && !c.trunc && c.off < cap)
-		bpf_loop(XCAP_MAX_SEGS, seg_cb, &c, 0);
-	if (c.trunc || c.off < cap)
-		count(b->hook, XCAP_CNT_TRUNC);
-
-	struct xcap_event *ev = (void *)s->hdr;
-	__u64 id = bpf_get_current_pid_tgid();
-
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->skb = m;
-	ev->location = nsegs; /* no drop location here: the segment count */
-	ev->hook = b->hook;
-	ev->cap_len = c.off;
-	ev->orig_len = total;
-	ev->ifindex = port;
-	ev->netns = 0;
-	ev->pid = id >> 32;
-	ev->tid = (__u32)id;
-	ev->cpu = b->cpu;
-	ev->drop_reason = 0;
-	ev->protocol = 0;
-	ev->link = XCAP_LINK_ETHERNET;
-	ev->dir = b->dir;
-	ev->nr_stack = 0;
-	ev->flags = 0;
-	ev->queue = b->known ? b->queue : XCAP_NO_QUEUE;
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
-
-	__u32 off = c.off;
-
-	barrier_var(off);
-	if (off > XCAP_MAX_SNAPLEN)
-		return 0;
-	/* hdr and data are contiguous in struct scratch. */
-	if (bpf_ringbuf_output(&events, s->hdr, HDR_BYTES + off, 0))
-		count(b->hook, XCAP_CNT_LOST);
+	xcap_dpdk_mbuf(m, b->hook, b->port | (__u32)b->queue << 16, b->known | (__u32)b->dir << 8);
 	return 0;
 }
 
@@ -297,19 +237,22 @@ static __always_inline void read_burst(__u64 cookie, __u64 arr, __u64 queue, __u
 		return;
 	if (!b.single) {
 		/* One read for the whole array instead of one per mbuf. */
-		struct scratch *s = bpf_map_lookup_elem(&scratch_map, &b.cpu);
+		struct xcap_scratch *s = bpf_map_lookup_elem(&scratch_map, &b.cpu);
 		__u32 bytes = b.n * 8;
 
 		if (!s)
 			return;
+		/* One test on the register passed (b.n is not 0): clang turns a
+		 * range test into one on a copy, which kernels before 6.13 do not
+		 * carry over. */
 		barrier_var(bytes);
-		if (bytes > sizeof(s->ptrs) || bytes == 0)
+		if (bytes > sizeof(s->src.ptrs))
 			return;
-		if (bpf_probe_read_user(s->ptrs, bytes, (void *)arr))
+		if (bpf_probe_read_user(s->src.ptrs, bytes, (void *)arr))
 			return;
 	}
 	/* Counted per burst: one map update instead of one per packet. */
-	count_n(b.hook, XCAP_CNT_SEEN, b.n);
+	xcap_count(b.hook, XCAP_CNT_SEEN, b.n);
 	bpf_loop(XCAP_MAX_BURST, mbuf_cb, &b, 0);
 }
 

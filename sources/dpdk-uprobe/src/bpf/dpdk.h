@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Configuration of the DPDK source's programs; mirrored in src/config.rs. */
+/*
+ * The DPDK source's part of the read-only configuration and of the per-CPU
+ * assembly area (see core/bpf/xcap_runtime.h); mirrored in src/config.rs.
+ */
 #ifndef __XCAP_DPDK_H
 #define __XCAP_DPDK_H
 
@@ -25,9 +28,7 @@
 #define XCAP_ARG_NONE 15
 #define XCAP_CK_SINGLE (1ULL << 28)
 
-struct xcap_dpdk_config {
-	__u32 snaplen;      /* <= XCAP_MAX_SNAPLEN */
-	__u32 filter;       /* run the spliced filter (xcap_filter.h) */
+struct xcap_src_config {
 	/* rte_mbuf field offsets: pointers 8-aligned, u32 4-, u16 2-aligned;
 	 * all below XCAP_MBUF_LINE but off_next, below 2 * XCAP_MBUF_LINE */
 	__u32 off_buf_addr;
@@ -37,6 +38,11 @@ struct xcap_dpdk_config {
 	__u32 off_pkt_len;  /* u32 */
 	__u32 off_data_len; /* u16 */
 	__u32 off_next;
+};
+
+struct xcap_src_scratch {
+	__u64 ptrs[XCAP_MAX_BURST]; /* the burst's mbuf pointers, read at once */
+	__u8 mbuf[XCAP_MBUF_LINE];  /* the first cache line of the mbuf at hand */
 };
 
 /* Value of the queue map: which port and queue a PMD queue pointer is. */

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * xcap kernel source: capture skbs at BTF tracepoints.
+ * xcap kernel source: skbs at tracepoints and kernel functions (fentry,
+ * fexit, kprobe, kretprobe, kprobe-multi). These programs locate the packet
+ * in the skb and its metadata; the capture runtime (xcap_runtime.h) filters,
+ * copies and emits it.
  *
- * One object is loaded per hook (the attach target of a tp_btf program is
- * fixed at load time); all of them share the ring buffer. Each hook has its
- * own counters and scratch buffer, and a program does not nest with itself
- * on one CPU, so the per-CPU scratch needs no lock.
+ * One object is loaded per hook (the attach target of a tp_btf or fentry
+ * program is fixed at load time), or per wildcard; all share the first
+ * object's ring buffer and tracking maps.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,54 +15,10 @@
 #include <bpf/bpf_core_read.h>
 #include "xcap_event.h"
 #include "kernel.h"
-#include "xcap_filter.h"
-#include "xcap_copy.h"
+#include "xcap_runtime.h"
 
-char LICENSE[] SEC("license") = "GPL";
-
-const volatile struct xcap_config cfg = {};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XCAP_CNT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
-
-/*
- * Record assembly area. Packet data always sits at DATA_OFF; the header is
- * written right before the stack area when stacks are recorded, or right
- * before the data when not, so header, stack and data go out contiguous.
- * The data region is twice the largest snap length: the verifier bounds the
- * write offset and the length separately, so their sum may reach twice it.
- */
-#define STACK_BYTES (XCAP_MAX_STACK * 8)
-#define HDR_BYTES ((__u32)sizeof(struct xcap_event))
-#define DATA_OFF (HDR_BYTES + STACK_BYTES)
-#define SCRATCH_DATA (2 * XCAP_MAX_SNAPLEN)
-struct scratch {
-	/*
-	 * Values kept in memory on purpose: the verifier then sees them as
-	 * unknown numbers, not as one of a few constants that would split
-	 * the rest of the program into as many states (synth_headers).
-	 */
-	__u32 synth_len;
-	__u32 synth_flags;
-	__u8 hdr[HDR_BYTES + STACK_BYTES];
-	__u8 data[SCRATCH_DATA];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1); /* resized to the number of CPUs at load */
-	__type(key, __u32);
-	__type(value, struct scratch);
-} scratch_map SEC(".maps");
+/* The kernel source's configuration (kernel.h). */
+#define cfg (xcap_cfg.src)
 
 /*
  * --track: skbs whose packet matched the filter at some hook, so later hooks
@@ -123,19 +81,6 @@ __u64 page_offset = 0;
 #define ARPHRD_ETHER 1
 #define ARPHRD_LOOPBACK 772
 
-/*
- * Per-hook counters. An object serves one hook, or, multi-attached, the
- * hooks cfg.hook .. cfg.hook + cfg.nr_hooks - 1: hook slot (hook - cfg.hook).
- */
-static __always_inline void count(__u32 hook, __u32 idx)
-{
-	__u32 key = (hook - cfg.hook) * XCAP_CNT_MAX + idx;
-	__u64 *v = bpf_map_lookup_elem(&counters, &key);
-
-	if (v)
-		*v += 1;
-}
-
 /* --pid and --comm: the task running when the hook fires. */
 static __always_inline bool task_selected(void)
 {
@@ -187,12 +132,6 @@ static __always_inline __u64 page_addr(__u64 page)
 	return page_offset + (page - vmemmap) / bpf_core_type_size(struct page) * 4096;
 }
 
-/* Copy len bytes from kernel address src to s->data[off]; returns bytes copied. */
-static __always_inline __u32 copy_out(struct scratch *s, __u32 off, __u64 src, __u32 len)
-{
-	return xcap_copy(s->data, off, src, len, false);
-}
-
 struct frag {
 	__u64 addr;
 	__u32 len;
@@ -218,12 +157,8 @@ static __always_inline struct frag read_frag(void *f)
 	return r;
 }
 
-/*
- * State of a copy through bpf_loop(): the loop bodies below are verified
- * once each instead of once per unrolled iteration, which keeps the
- * verifier's work (and load time) small.
- */
-struct copy_ctx {
+/* State of the copy of the paged part through bpf_loop(). */
+struct frag_walk {
 	__u64 frags;   /* address of frags[0] of the skb being copied */
 	__u64 next;    /* next skb of the frag_list */
 	__u32 fsize;   /* sizeof(skb_frag_t) */
@@ -234,97 +169,92 @@ struct copy_ctx {
 	__u32 trunc;   /* some data could not be read */
 };
 
-/* Copy frag i of the current skb. */
+/* Copy frag i of the skb. */
 static long frag_cb(__u64 i, void *data)
 {
-	struct copy_ctx *c = data;
-	struct scratch *s;
+	struct frag_walk *w = data;
+	struct xcap_scratch *s;
 	struct frag f;
 	__u32 want, got;
 
-	if (i >= c->nr || c->off >= c->cap)
+	if (i >= w->nr || w->off >= w->cap)
 		return 1;
-	s = bpf_map_lookup_elem(&scratch_map, &c->cpu);
+	s = bpf_map_lookup_elem(&scratch_map, &w->cpu);
 	if (!s)
 		return 1;
-	f = read_frag((void *)(c->frags + i * c->fsize));
+	f = read_frag((void *)(w->frags + i * w->fsize));
 	if (!f.addr) {
-		c->trunc = 1;
+		w->trunc = 1;
 		return 1;
 	}
-	want = c->cap - c->off;
+	want = w->cap - w->off;
 	if (want > f.len)
 		want = f.len;
-	got = copy_out(s, c->off, f.addr, want);
-	c->off += got;
+	got = xcap_copy(s->data, w->off, f.addr, want, false);
+	w->off += got;
 	if (got != want) {
-		c->trunc = 1;
+		w->trunc = 1;
 		return 1;
 	}
 	return 0;
-}
-
-static __always_inline void set_frags(struct copy_ctx *c, struct sk_buff *skb)
-{
-	__u64 shinfo = (__u64)BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, end);
-	__u8 nr = 0;
-
-	bpf_probe_read_kernel(&nr, sizeof(nr),
-			      (void *)(shinfo + bpf_core_field_offset(struct skb_shared_info, nr_frags)));
-	c->nr = nr;
-	c->frags = shinfo + bpf_core_field_offset(struct skb_shared_info, frags);
 }
 
 /* Copy the linear head of the next frag_list skb (GRO lists). */
 static long frag_list_cb(__u64 i, void *data)
 {
-	struct copy_ctx *c = data;
-	struct sk_buff *skb = (void *)c->next;
-	struct scratch *s;
+	struct frag_walk *w = data;
+	struct sk_buff *skb = (void *)w->next;
+	struct xcap_scratch *s;
 	__u32 want, got, len, data_len;
 
-	if (!skb || c->off >= c->cap)
+	if (!skb || w->off >= w->cap)
 		return 1;
-	s = bpf_map_lookup_elem(&scratch_map, &c->cpu);
+	s = bpf_map_lookup_elem(&scratch_map, &w->cpu);
 	if (!s)
 		return 1;
 	len = BPF_CORE_READ(skb, len);
 	data_len = BPF_CORE_READ(skb, data_len);
-	want = c->cap - c->off;
+	want = w->cap - w->off;
 	if (want > len - data_len)
 		want = len - data_len;
-	got = copy_out(s, c->off, (__u64)BPF_CORE_READ(skb, data), want);
-	c->off += got;
-	if (got != want || (data_len && c->off < c->cap)) {
+	got = xcap_copy(s->data, w->off, (__u64)BPF_CORE_READ(skb, data), want, false);
+	w->off += got;
+	if (got != want || (data_len && w->off < w->cap)) {
 		/* Paged data inside a frag_list member is not followed. */
-		c->trunc = 1;
+		w->trunc = 1;
 		return 1;
 	}
-	c->next = (__u64)BPF_CORE_READ(skb, next);
+	w->next = (__u64)BPF_CORE_READ(skb, next);
 	return 0;
 }
 
-/* Copy the paged part (frags, then frag_list heads) after `off` bytes. */
-static __always_inline __u32 copy_rest(struct sk_buff *skb, unsigned char *head, __u32 off,
-				       __u32 cap, __u32 cpu, bool *trunc)
+/*
+ * The runtime's hook: copy the paged part (frags, then frag_list heads)
+ * after what is copied. c->at: the skb and its head.
+ */
+static __always_inline void xcap_copy_rest(struct xcap_copy *c)
 {
-	struct copy_ctx c = {
+	struct sk_buff *skb = (void *)c->at[0];
+	__u64 shinfo = c->at[1] + BPF_CORE_READ(skb, end);
+	struct frag_walk w = {
 		.fsize = bpf_core_type_size(skb_frag_t),
-		.off = off,
-		.cap = cap,
-		.cpu = cpu,
+		.off = c->off,
+		.cap = c->cap,
+		.cpu = c->cpu,
 	};
+	__u8 nr = 0;
 
-	set_frags(&c, skb);
-	bpf_loop(MAX_FRAGS, frag_cb, &c, 0);
-	if (!c.trunc && c.off < c.cap) {
-		struct skb_shared_info *shinfo = (void *)(head + BPF_CORE_READ(skb, end));
-
-		c.next = (__u64)BPF_CORE_READ(shinfo, frag_list);
-		bpf_loop(MAX_FRAG_LIST, frag_list_cb, &c, 0);
+	bpf_probe_read_kernel(&nr, sizeof(nr),
+			      (void *)(shinfo + bpf_core_field_offset(struct skb_shared_info, nr_frags)));
+	w.nr = nr;
+	w.frags = shinfo + bpf_core_field_offset(struct skb_shared_info, frags);
+	bpf_loop(MAX_FRAGS, frag_cb, &w, 0);
+	if (!w.trunc && w.off < w.cap) {
+		w.next = (__u64)BPF_CORE_READ((struct skb_shared_info *)shinfo, frag_list);
+		bpf_loop(MAX_FRAG_LIST, frag_list_cb, &w, 0);
 	}
-	*trunc = c.trunc || c.off < c.cap;
-	return c.off;
+	c->off = w.off;
+	c->trunc = w.trunc || w.off < w.cap;
 }
 
 #define AF_INET 2
@@ -338,7 +268,7 @@ static __always_inline __u32 copy_rest(struct sk_buff *skb, unsigned char *head,
  * socket is not IPv4/IPv6 or there is no transport header yet (the skb
  * then holds only payload: nothing honest to show in front of it).
  */
-static __always_inline __u32 synth_headers(struct scratch *s, struct sock *sk, __u32 len)
+static __always_inline __u32 synth_headers(struct xcap_scratch *s, struct sock *sk, __u32 len)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	__u8 proto = BPF_CORE_READ(sk, sk_protocol);
@@ -382,12 +312,12 @@ static __always_inline __u32 synth_headers(struct scratch *s, struct sock *sk, _
 static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
 				   bool drop, const bool btf, __u32 hook, __u8 dir)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
 	struct net_device *dev = SKB(skb, dev, btf);
 	__u32 ifindex = 0, netns = 0;
 	__u16 type = 0;
 	__u64 ifname = 0; /* address of the device name */
-	struct scratch *s;
+	struct xcap_scratch *s;
+	struct xcap_copy c = {};
 
 	if (dev && !btf) {
 		ifindex = BPF_CORE_READ(dev, ifindex);
@@ -438,14 +368,12 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 		return 0;
 	if (!task_selected())
 		return 0;
-	count(hook, XCAP_CNT_SEEN);
+	xcap_count(hook, XCAP_CNT_SEEN, 1);
 
-	s = bpf_map_lookup_elem(&scratch_map, &cpu);
+	s = xcap_scratch(&c.cpu);
 	if (!s)
 		return 0;
 
-	__u32 hdr_off = cfg.stack ? 0 : STACK_BYTES;
-	struct xcap_event *ev = (void *)&s->hdr[hdr_off & STACK_BYTES];
 	unsigned char *head = SKB(skb, head, btf);
 	unsigned char *data = SKB(skb, data, btf);
 	__u16 mac = SKB(skb, mac_header, btf);
@@ -460,32 +388,31 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	 * MAC header: a packet on its way out of a socket before IP wrote its
 	 * header. Show it with the headers derived from the socket.
 	 */
-	s->synth_len = 0;
-	s->synth_flags = 0;
+	s->src.synth_len = 0;
+	s->src.synth_flags = 0;
 	if (nh == 0 && mac == (__u16)~0U && data == head + SKB(skb, transport_header, btf)) {
 		struct sock *sk = BPF_CORE_READ(skb, sk);
 
 		if (sk) {
-			s->synth_len = synth_headers(s, sk, len);
-			if (s->synth_len)
-				s->synth_flags = XCAP_F_SYNTH_L3;
+			s->src.synth_len = synth_headers(s, sk, len);
+			if (s->src.synth_len)
+				s->src.synth_flags = XCAP_F_SYNTH_L3;
 		}
 	}
-	hlen = *(volatile __u32 *)&s->synth_len;
+	hlen = *(volatile __u32 *)&s->src.synth_len;
 	/*
 	 * Start at the MAC header when the skb has a real one; otherwise at the
 	 * network header, as raw IP. Never invent a link-layer header.
 	 */
 	if (hlen) {
 		start = data;
-		ev->link = XCAP_LINK_RAW;
+		c.raw = 1;
 	} else if (mac != (__u16)~0U && nh != (__u16)~0U && nh > mac &&
-	    (type == ARPHRD_ETHER || type == ARPHRD_LOOPBACK)) {
+		   (type == ARPHRD_ETHER || type == ARPHRD_LOOPBACK)) {
 		start = head + mac;
-		ev->link = XCAP_LINK_ETHERNET;
 	} else {
 		start = nh != (__u16)~0U ? head + nh : data;
-		ev->link = XCAP_LINK_RAW;
+		c.raw = 1;
 	}
 
 	/* Bytes of the packet from `start`: linear part first, then pages. */
@@ -500,43 +427,28 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	hlen &= 63;
 	total += hlen;
 	linear += hlen;
-	__u32 cap = total < cfg.snaplen ? total : cfg.snaplen;
-	__u32 lin = linear < cap ? linear : cap;
-	__u32 off = hlen < lin ? hlen + copy_out(s, hlen, (__u64)start, lin - hlen) : hlen;
-	bool trunc = off != lin;
+	c.total = total;
+	c.cap = total < xcap_cfg.rt.snaplen ? total : xcap_cfg.rt.snaplen;
+	c.at[0] = (__u64)skb;
+	c.at[1] = (__u64)head;
+	__u32 lin = linear < c.cap ? linear : c.cap;
 
-	bool rest = false; /* the paged part was copied */
+	c.off = hlen < lin ? hlen + xcap_copy(s->data, hlen, (__u64)start, lin - hlen, false) : hlen;
+	c.trunc = c.off != lin;
 
-	if (cfg.filter) {
-		__u32 mem[16] = {};
-		__u32 raw = ev->link == XCAP_LINK_RAW;
-		__u32 r = xcap_filter(s->data, off, total, raw, mem);
+	/* --track: a packet that matched at an earlier hook is kept. */
+	__u64 key = (__u64)skb;
+	bool kept = cfg.track && bpf_map_lookup_elem(&tracked, &key);
 
-		if (r == XCAP_FILTER_NEED_MORE && !trunc && off < cap) {
-			off = copy_rest(skb, head, off, cap, cpu, &trunc);
-			rest = true;
-			r = xcap_filter(s->data, off, total, raw, mem);
-		}
-		__u64 key = (__u64)skb;
+	if (!xcap_filter_copy(s, &c, hook, kept)) {
+		if (!kept)
+			return 0;
+	} else if (cfg.track && !cfg.untrack) {
+		__u8 one = 1;
 
-		if (r != XCAP_FILTER_MATCH) {
-			if (!cfg.track || !bpf_map_lookup_elem(&tracked, &key))
-				return 0;
-		} else if (cfg.track && !cfg.untrack) {
-			__u8 one = 1;
-
-			bpf_map_update_elem(&tracked, &key, &one, BPF_ANY);
-		}
-		count(hook, XCAP_CNT_MATCHED);
+		bpf_map_update_elem(&tracked, &key, &one, BPF_ANY);
 	}
-	if (!rest && !trunc && off < cap)
-		off = copy_rest(skb, head, off, cap, cpu, &trunc);
-	if (trunc)
-		count(hook, XCAP_CNT_TRUNC);
 
-	__u64 id = bpf_get_current_pid_tgid();
-
-	ev->ts_ns = bpf_ktime_get_ns();
 	/*
 	 * The packet id: the skb's data buffer. Clones share it and header
 	 * pushes and pulls keep it, so one packet keeps one id from hook to
@@ -553,45 +465,23 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 		else
 			bpf_map_update_elem(&ids, &pkt, &pkt, BPF_NOEXIST);
 	}
+	struct xcap_event *ev = xcap_event_of(s);
+
 	ev->skb = pkt;
 	ev->location = location;
-	ev->hook = hook;
-	ev->cap_len = off;
-	ev->orig_len = total;
 	ev->ifindex = ifindex;
 	ev->netns = netns;
-	ev->pid = id >> 32;
-	ev->tid = (__u32)id;
-	ev->cpu = cpu;
 	ev->drop_reason = reason;
-	ev->protocol = SKB(skb, protocol, btf);
 	ev->dir = dir;
-	ev->flags = (drop ? XCAP_F_DROP : 0) | *(volatile __u32 *)&s->synth_flags;
+	ev->flags = (drop ? XCAP_F_DROP : 0) | *(volatile __u32 *)&s->src.synth_flags;
 	ev->queue = XCAP_NO_QUEUE;
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
 	if (ifname)
 		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), (void *)ifname);
 
-	ev->nr_stack = 0;
-	if (cfg.stack) {
-		long n = bpf_get_stack(ctx, &s->hdr[HDR_BYTES], STACK_BYTES, 0);
-
-		if (n > 0)
-			ev->nr_stack = n / 8;
-		ev->flags |= XCAP_F_STACK;
-	}
-
-	/* Tell the verifier what it cannot derive through the copy loops. */
-	barrier_var(off);
-	if (off > XCAP_MAX_SNAPLEN)
-		return 0;
-	__u64 size = HDR_BYTES + (cfg.stack ? STACK_BYTES : 0) + off;
-
-	if (bpf_ringbuf_output(&events, &s->hdr[hdr_off & STACK_BYTES], size, 0)) {
-		count(hook, XCAP_CNT_LOST);
-	} else if (cfg.ret) {
+	if (xcap_emit(ctx, s, &c, hook) && cfg.ret) {
 		/* Await this call's return (fexit/kretprobe). */
+		__u64 id = bpf_get_current_pid_tgid();
 		__u32 one = 1, *n = bpf_map_lookup_elem(&returns, &id);
 
 		if (n)
@@ -615,15 +505,14 @@ static __always_inline int returned(__u64 ret)
 		bpf_map_delete_elem(&returns, &id);
 	ev.ts_ns = bpf_ktime_get_ns();
 	ev.location = ret;
-	ev.hook = cfg.hook;
+	ev.hook = xcap_cfg.rt.hook_base;
 	ev.pid = id >> 32;
 	ev.tid = (__u32)id;
 	ev.cpu = bpf_get_smp_processor_id();
 	ev.dir = cfg.dir;
 	ev.flags = XCAP_F_RET;
 	ev.queue = XCAP_NO_QUEUE;
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
-		count(cfg.hook, XCAP_CNT_LOST);
+	xcap_emit_bare(&ev, ev.hook);
 	return 0;
 }
 
@@ -757,7 +646,7 @@ int xcap_expand_kretprobe(struct pt_regs *ctx)
 	SEC("tp_btf/netif_receive_skb")                                          \
 	int xcap_tp_arg##n(__u64 *ctx)                                           \
 	{                                                                        \
-		capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true, cfg.hook, cfg.dir); \
+		capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true, xcap_cfg.rt.hook_base, cfg.dir); \
 		return untrack(ctx[n]);                                          \
 	}
 TP_ARG(0)
@@ -771,7 +660,7 @@ TP_ARG(5)
 SEC("tp_btf/kfree_skb")
 int xcap_kfree_skb(__u64 *ctx)
 {
-	capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true, true, cfg.hook,
+	capture(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true, true, xcap_cfg.rt.hook_base,
 		cfg.dir);
 	return untrack(ctx[0]);
 }
@@ -784,7 +673,7 @@ int xcap_kfree_skb(__u64 *ctx)
 	SEC("fentry/netif_receive_skb")                                          \
 	int xcap_fentry_arg##n(__u64 *ctx)                                       \
 	{                                                                        \
-		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true, cfg.hook, cfg.dir); \
+		return capture(ctx, (struct sk_buff *)ctx[n], 0, 0, false, true, xcap_cfg.rt.hook_base, cfg.dir); \
 	}
 FENTRY_ARG(0)
 FENTRY_ARG(1)
@@ -798,7 +687,7 @@ FENTRY_ARG(5)
 	SEC("kprobe/netif_receive_skb")                                          \
 	int xcap_kprobe_arg##n(struct pt_regs *ctx)                              \
 	{                                                                        \
-		return capture(ctx, (struct sk_buff *)parm(ctx), 0, 0, false, false, cfg.hook, cfg.dir); \
+		return capture(ctx, (struct sk_buff *)parm(ctx), 0, 0, false, false, xcap_cfg.rt.hook_base, cfg.dir); \
 	}
 KPROBE_ARG(0, PT_REGS_PARM1)
 KPROBE_ARG(1, PT_REGS_PARM2)

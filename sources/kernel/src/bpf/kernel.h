@@ -1,16 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Configuration of one hook of the kernel source; mirrored in src/config.rs. */
+/*
+ * The kernel source's part of the read-only configuration and of the
+ * per-CPU assembly area (see core/bpf/xcap_runtime.h); mirrored in
+ * src/config.rs.
+ */
 #ifndef __XCAP_KERNEL_H
 #define __XCAP_KERNEL_H
 
-struct xcap_config {
-	__u32 hook;           /* index reported in every event (the first, when
-			       * the object serves several hooks) */
-	__u32 snaplen;        /* <= XCAP_MAX_SNAPLEN */
+struct xcap_src_config {
 	__u32 dir;            /* enum xcap_dir of this hook */
-	__u32 stack;          /* record kernel stacks */
 	__u32 nr_ifaces;      /* 0: every interface */
-	__u32 filter;         /* run the spliced filter (xcap_filter.h) */
 	__u32 ifindex[XCAP_MAX_IFACES]; /* 0: any interface */
 	__u32 netns[XCAP_MAX_IFACES];  /* 0: any namespace */
 	__u64 vmemmap_base;   /* address of the kernel variable, 0 if absent */
@@ -19,11 +18,19 @@ struct xcap_config {
 	__u32 track;          /* --track: follow packets once the filter matched */
 	__u32 untrack;        /* this hook frees skbs: forget them after capture */
 	__u32 ret;            /* fexit/kretprobe: a return record follows */
-	__u32 nr_hooks;       /* hooks this object serves, from `hook` on */
 	__u32 frag;           /* skb_frag_t layout: see KernelBtf::frag_layout */
 	__u32 follow;         /* ids follow reallocated buffers (the ids map) */
-	__u32 pad;
 	char comm[16];        /* --comm: only while this task name runs ("": any) */
+};
+
+struct xcap_src_scratch {
+	/*
+	 * Values kept in memory on purpose: the verifier then sees them as
+	 * unknown numbers, not as one of a few constants that would split
+	 * the rest of the program into as many states (synth_headers).
+	 */
+	__u32 synth_len;
+	__u32 synth_flags;
 };
 
 #endif /* __XCAP_KERNEL_H */

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The capture runtime every xcap BPF source builds on. It owns the ring
+ * buffer, the per-hook counters, the per-CPU assembly area, the filter and
+ * the filter -> copy -> emit sequence; a source's programs only locate the
+ * packet and its metadata. Its Rust half is xcap_bpf_common::runtime.
+ *
+ * A source defines, before including this header:
+ *   struct xcap_src_config   its part of the read-only configuration
+ *   struct xcap_src_scratch  its part of the per-CPU assembly area
+ * and, after including it, the function the runtime calls to copy the part
+ * of a packet that does not follow the first bytes (paged skb data, chained
+ * mbufs):
+ *   static __always_inline void xcap_copy_rest(struct xcap_copy *c);
+ *
+ * A capture then goes:
+ *   s = xcap_scratch(&c.cpu);                  the assembly area
+ *   c.off = xcap_copy(s->data, 0, addr, n, u); the first bytes
+ *   if (!xcap_filter_copy(s, &c, hook, false)) filter, then the rest
+ *           return 0;                          up to the snap length
+ *   ev = xcap_event_of(s); ev->... = ...;      the source's metadata
+ *   xcap_emit(ctx, s, &c, hook);               common fields, stack, output
+ *
+ * Verifier cost: the filter is a global function, verified once per
+ * program whatever calls it and however often (its result is an unknown
+ * number to the caller, so it does not multiply the caller's states). Copy
+ * loops run in bpf_loop callbacks, verified once each.
+ */
+#ifndef __XCAP_RUNTIME_H
+#define __XCAP_RUNTIME_H
+
+#include "xcap_event.h"
+#include "xcap_filter.h"
+#include "xcap_copy.h"
+#include "xcap_config.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Written by the loader before load: constants to the verifier. */
+const volatile struct xcap_rodata xcap_cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16); /* sized by the loader (-B) */
+} events SEC(".maps");
+
+/* Per hook: XCAP_CNT_MAX counters at (hook - hook_base) * XCAP_CNT_MAX. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XCAP_CNT_MAX); /* sized by the loader */
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/*
+ * Record assembly area. Packet data always sits at `data`; the event header
+ * is written right before the stack area when stacks are recorded, or right
+ * before the data when not, so header, stack and data go out contiguous.
+ * The data region is twice the largest snap length: the verifier bounds the
+ * write offset and the length separately, so their sum may reach twice it.
+ */
+#define XCAP_STACK_BYTES (XCAP_MAX_STACK * 8)
+#define XCAP_HDR_BYTES ((__u32)sizeof(struct xcap_event))
+
+struct xcap_scratch {
+	struct xcap_src_scratch src;
+	__u8 hdr[XCAP_HDR_BYTES + XCAP_STACK_BYTES];
+	__u8 data[2 * XCAP_MAX_SNAPLEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* resized to the number of CPUs by the loader */
+	__type(key, __u32);
+	__type(value, struct xcap_scratch);
+} scratch_map SEC(".maps");
+
+static __always_inline void xcap_count(__u32 hook, __u32 idx, __u64 n)
+{
+	__u32 key = (hook - xcap_cfg.rt.hook_base) * XCAP_CNT_MAX + idx;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (v)
+		*v += n;
+}
+
+/*
+ * This CPU's assembly area; *cpu gets the CPU. A program does not nest with
+ * itself on one CPU, and uprobe programs run with migration disabled, so
+ * the area needs no lock.
+ */
+static __always_inline struct xcap_scratch *xcap_scratch(__u32 *cpu)
+{
+	*cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&scratch_map, cpu);
+}
+
+/* A packet being copied into the data area. */
+struct xcap_copy {
+	__u64 at[2]; /* the source's: where the rest of the packet is */
+	__u32 off;   /* bytes copied so far */
+	__u32 cap;   /* bytes wanted: the packet, up to the snap length */
+	__u32 total; /* the packet's length */
+	__u32 cpu;
+	__u8 raw;    /* starts at the IP header, not the Ethernet header */
+	__u8 trunc;  /* some bytes could not be read */
+};
+
+/* Copies what follows the first bytes; defined by the source. */
+static __always_inline void xcap_copy_rest(struct xcap_copy *c);
+
+/* What the filter reads: the data area, as the verifier sizes it. */
+struct xcap_filter_data {
+	__u8 b[XCAP_MAX_SNAPLEN];
+};
+
+/*
+ * The filter, verified once per program (a global function: the verifier
+ * checks it on its own, not at each call and state of the caller).
+ */
+__attribute__((noinline)) int xcap_run_filter(struct xcap_filter_data *d, __u32 buflen,
+					      __u32 wirelen, __u32 raw)
+{
+	__u32 mem[16] = {};
+
+	if (!d)
+		return XCAP_FILTER_MISS;
+	return xcap_filter(d->b, buflen, wirelen, raw, mem);
+}
+
+/*
+ * Run the filter (if there is one) and copy the rest of the packet when it
+ * is to be captured: it matched, or `keep` (the source wants it anyway).
+ * When the filter reads past the first bytes, it runs again on the whole
+ * copy. Returns whether it matched (true without a filter). The rest is
+ * copied at this one place: each call site of a bpf_loop is verified on
+ * its own.
+ */
+static __always_inline bool xcap_filter_copy(struct xcap_scratch *s, struct xcap_copy *c,
+					     __u32 hook, bool keep)
+{
+	int r = XCAP_FILTER_MATCH;
+
+	if (xcap_cfg.rt.filter) {
+		r = xcap_run_filter((void *)s->data, c->off, c->total, c->raw);
+		if (r == XCAP_FILTER_MISS && !keep)
+			return false;
+	}
+	if (!c->trunc && c->off < c->cap)
+		xcap_copy_rest(c);
+	if (r == XCAP_FILTER_NEED_MORE)
+		r = xcap_run_filter((void *)s->data, c->off, c->total, c->raw);
+	if ((r == XCAP_FILTER_MATCH || keep) && (c->trunc || c->off < c->cap))
+		xcap_count(hook, XCAP_CNT_TRUNC, 1);
+	return r == XCAP_FILTER_MATCH;
+}
+
+/* The event header in the assembly area (see struct xcap_scratch). */
+static __always_inline struct xcap_event *xcap_event_of(struct xcap_scratch *s)
+{
+	__u32 off = xcap_cfg.rt.stack ? 0 : XCAP_STACK_BYTES;
+
+	return (void *)&s->hdr[off & XCAP_STACK_BYTES];
+}
+
+/*
+ * Fill the fields every source has, record the stack (ctx: the program's
+ * context; only read when stacks are on) and send the record. The source
+ * has set its own fields: skb, location, ifindex, netns, drop_reason, dir,
+ * flags, queue, ifname. Returns whether the record went out.
+ */
+static __always_inline bool xcap_emit(void *ctx, struct xcap_scratch *s, struct xcap_copy *c,
+				      __u32 hook)
+{
+	struct xcap_event *ev = xcap_event_of(s);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 off = c->off;
+
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->hook = hook;
+	ev->cap_len = off;
+	ev->orig_len = c->total;
+	ev->pid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->cpu = c->cpu;
+	ev->link = c->raw ? XCAP_LINK_RAW : XCAP_LINK_ETHERNET;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	ev->nr_stack = 0;
+	if (xcap_cfg.rt.stack) {
+		long n = bpf_get_stack(ctx, &s->hdr[XCAP_HDR_BYTES], XCAP_STACK_BYTES, 0);
+
+		if (n > 0)
+			ev->nr_stack = n / 8;
+		ev->flags |= XCAP_F_STACK;
+	}
+	/* Tell the verifier what it cannot derive through the copy loops. */
+	barrier_var(off);
+	if (off > XCAP_MAX_SNAPLEN)
+		return false;
+	if (bpf_ringbuf_output(&events, ev,
+			       XCAP_HDR_BYTES + (xcap_cfg.rt.stack ? XCAP_STACK_BYTES : 0) + off, 0)) {
+		xcap_count(hook, XCAP_CNT_LOST, 1);
+		return false;
+	}
+	return true;
+}
+
+/* A record with no packet data (e.g. a function's return). */
+static __always_inline void xcap_emit_bare(struct xcap_event *ev, __u32 hook)
+{
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		xcap_count(hook, XCAP_CNT_LOST, 1);
+}
+
+#endif /* __XCAP_RUNTIME_H */

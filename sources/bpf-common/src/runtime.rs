@@ -1,0 +1,468 @@
+//! The Rust half of the capture runtime (core/bpf/xcap_runtime.h): what
+//! every BPF source does the same way. Loading an object (the filter
+//! spliced in, the maps sized, the read-only configuration written, the
+//! verifier's work measured), reading the per-hook counters, and running
+//! the ring buffer: poll, coalesce, decode, hand batches to the bus with a
+//! watermark, detach, drain. A source writes only what to attach and how
+//! to decode its records.
+
+use std::borrow::Cow;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use libbpf_rs::{MapCore, Object, ObjectBuilder};
+use xcap_core::event::{self, MAX_SNAPLEN};
+use xcap_core::filter::ebpf;
+use xcap_core::registry::{HookStats, ProgramStat};
+use xcap_core::{Error, Filter, Packet, Result, SourceCtx};
+
+use crate::{debug, libbpf_error, percpu_sum};
+
+/// Ring buffer size when -B is not given, in KiB.
+pub const DEFAULT_BUFFER_KIB: u32 = 16 * 1024;
+/// Pause after a busy poll, so records arrive in batches: one wakeup and
+/// one batch per couple of milliseconds instead of one per packet, which at
+/// high rates costs more in context switches than the copy.
+pub const COALESCE: Duration = Duration::from_millis(2);
+/// How far behind now a source's watermark stays: records are committed
+/// within microseconds of their stamp; 10 ms covers stragglers from other
+/// CPUs.
+pub const WATERMARK_SLACK_NS: u64 = 10_000_000;
+/// How long one poll of the ring buffer waits for records.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Mirror of `struct xcap_rt_config`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RtConfig {
+    pub snaplen: u32,
+    pub filter: u32,
+    pub stack: u32,
+    pub hook_base: u32,
+}
+
+/// A source's part of the read-only configuration (`struct
+/// xcap_src_config`).
+///
+/// # Safety
+/// The type is `repr(C)` plain old data with no padding that is not
+/// explicit, mirrored by a C struct (each source tests the layout).
+pub unsafe trait SrcConfig: Copy + 'static {}
+
+/// Mirror of `struct xcap_rodata`: the runtime's part, then the source's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rodata<S> {
+    pub rt: RtConfig,
+    pub src: S,
+}
+
+impl<S: SrcConfig> Rodata<S> {
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C) of two plain-old-data parts (SrcConfig's promise);
+        // RtConfig's 16 bytes leave no gap before any source struct.
+        unsafe {
+            std::slice::from_raw_parts(
+                self as *const Self as *const u8,
+                std::mem::size_of::<Self>(),
+            )
+        }
+    }
+}
+
+/// Test helper: `Rodata<S>` against C's `struct xcap_rodata` with the
+/// source's `struct xcap_src_config` from `header` in `dir`; `fields` are
+/// the source struct's fields with their Rust offsets.
+pub fn check_rodata_layout<S: SrcConfig>(
+    dir: &std::path::Path,
+    header: &str,
+    fields: &[(&str, usize)],
+) -> std::result::Result<(), String> {
+    use std::mem::{offset_of, size_of};
+    let inc = [std::path::Path::new(xcap_core::BPF_INCLUDE_DIR), dir];
+    let hdrs = ["xcap_event.h", header, "xcap_config.h"];
+    let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
+    let (size, offs) = xcap_core::layout::c_layout(&inc, &hdrs, "xcap_src_config", &names)?;
+    let rust: Vec<usize> = fields.iter().map(|f| f.1).collect();
+    if size != size_of::<S>() || offs != rust {
+        return Err(format!(
+            "struct xcap_src_config: C size {size} offsets {offs:?}, Rust {} {rust:?}",
+            size_of::<S>()
+        ));
+    }
+    let (size, offs) = xcap_core::layout::c_layout(
+        &inc,
+        &hdrs,
+        "xcap_rt_config",
+        &["snaplen", "filter", "stack", "hook_base"],
+    )?;
+    let rust = vec![
+        offset_of!(RtConfig, snaplen),
+        offset_of!(RtConfig, filter),
+        offset_of!(RtConfig, stack),
+        offset_of!(RtConfig, hook_base),
+    ];
+    if size != size_of::<RtConfig>() || offs != rust {
+        return Err(format!(
+            "struct xcap_rt_config: C {size} {offs:?}, Rust {rust:?}"
+        ));
+    }
+    let (size, offs) = xcap_core::layout::c_layout(&inc, &hdrs, "xcap_rodata", &["rt", "src"])?;
+    let rust = vec![offset_of!(Rodata<S>, rt), offset_of!(Rodata<S>, src)];
+    if size != size_of::<Rodata<S>>() || offs != rust {
+        return Err(format!(
+            "struct xcap_rodata: C {size} {offs:?}, Rust {rust:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The snap length a source copies: `-s 0` means the most it can.
+pub fn snaplen(asked: u32, source: &str) -> Result<u32> {
+    match asked {
+        0 => Ok(MAX_SNAPLEN),
+        s if s > MAX_SNAPLEN => Err(Error::input(format!(
+            "snap length {s} is too large for the {source} source (at most {MAX_SNAPLEN})"
+        ))),
+        s => Ok(s),
+    }
+}
+
+/// Ring buffer bytes for `-B KiB` (0: the default): a power of two pages,
+/// at least 64 KiB.
+pub fn ring_bytes(kib: u32) -> u32 {
+    let kib = if kib == 0 { DEFAULT_BUFFER_KIB } else { kib };
+    (kib.clamp(64, 1 << 21) * 1024).next_power_of_two()
+}
+
+/// The object image with the filter spliced into its placeholder (the
+/// global function `xcap_run_filter`), or as built when there is none.
+pub fn image(elf: &'static [u8], filter: Option<&Filter>) -> Result<Cow<'static, [u8]>> {
+    match filter {
+        None => Ok(Cow::Borrowed(elf)),
+        Some(f) => {
+            let block = f.ebpf_block(ebpf::BLOCK_INSNS)?;
+            Ok(Cow::Owned(crate::splice_filter_elf(elf, &block)?))
+        }
+    }
+}
+
+/// Where an object's ring buffer comes from.
+pub enum Ring<'a> {
+    /// Its own, of this many bytes.
+    Own(u32),
+    /// The first object's: every hook writes one stream.
+    Shared(&'a Object),
+}
+
+/// How to load one object.
+pub struct LoadSpec<'a> {
+    /// Names the object in errors, e.g. "hook tp:net:netif_receive_skb".
+    pub what: &'a str,
+    pub image: &'a [u8],
+    /// Programs to load, with their attach target: set at load for tracing
+    /// programs (tp_btf, fentry, fexit), ignored for the others (kprobes
+    /// and uprobes name theirs when attached).
+    pub progs: Vec<(&'a str, Option<&'a str>)>,
+    /// `struct xcap_rodata`, as bytes.
+    pub rodata: &'a [u8],
+    /// Hooks with counters in this object.
+    pub hooks: u32,
+    pub ring: Ring<'a>,
+    /// Other maps taken from `ring`'s shared object, by name.
+    pub shared_maps: &'a [&'a str],
+    /// Other maps to size: (name, entries).
+    pub sizes: &'a [(&'a str, u32)],
+}
+
+/// Load (and so verify) an object; returns it and what the verifier did
+/// for each program.
+pub fn load(spec: &LoadSpec<'_>) -> Result<(Object, Vec<ProgramStat>)> {
+    crate::capture_libbpf_log();
+    let err = |what: &str, e| libbpf_error(&format!("{what} {}", spec.what), e);
+    let mut open = ObjectBuilder::default()
+        .open_memory(spec.image)
+        .map_err(|e| err("open the BPF object of", e))?;
+    for mut p in open.progs_mut() {
+        let name = p.name().to_string_lossy().into_owned();
+        match spec.progs.iter().find(|(n, _)| *n == name) {
+            Some((_, target)) => {
+                p.set_autoload(true);
+                let tracing = matches!(p.prog_type(), libbpf_rs::ProgramType::Tracing);
+                if let Some(t) = target.filter(|_| tracing) {
+                    p.set_attach_target(0, Some(t.to_string()))
+                        .map_err(|e| err("set the target of", e))?;
+                }
+                if debug() {
+                    // The verifier's statistics (or its whole log) in libbpf's log.
+                    p.set_log_level(if std::env::var_os("XCAP_DEBUG_VERIFIER").is_some() {
+                        1
+                    } else {
+                        4
+                    });
+                }
+            }
+            None => p.set_autoload(false),
+        }
+    }
+    let ncpus = libbpf_rs::num_possible_cpus()
+        .map_err(|e| Error::runtime(format!("cannot count CPUs: {e}")))? as u32;
+    let shared = match spec.ring {
+        Ring::Shared(o) => Some(o),
+        Ring::Own(_) => None,
+    };
+    for mut m in open.maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        let from_shared = |n: &str| shared.and_then(|o| o.maps().find(|m| m.name() == n));
+        let r = if name == "events" || spec.shared_maps.contains(&name.as_str()) {
+            match (from_shared(&name), &spec.ring) {
+                (Some(t), _) => m.reuse_fd(t.as_fd()),
+                (None, Ring::Own(bytes)) if name == "events" => m.set_max_entries(*bytes),
+                (None, _) => Ok(()),
+            }
+        } else if name == "scratch_map" {
+            m.set_max_entries(ncpus)
+        } else if name == "counters" {
+            m.set_max_entries(spec.hooks.max(1) * event::CNT_MAX as u32)
+        } else if name.ends_with(".rodata") {
+            crate::write_rodata(&mut m, spec.rodata, "struct xcap_rodata")?;
+            Ok(())
+        } else if let Some((_, n)) = spec.sizes.iter().find(|(n, _)| *n == name) {
+            m.set_max_entries(*n)
+        } else {
+            Ok(())
+        };
+        r.map_err(|e| err("configure", e))?;
+    }
+    let obj = open.load().map_err(|e| err("load", e))?;
+    let stats = obj
+        .progs()
+        .filter(|p| spec.progs.iter().any(|(n, _)| p.name() == *n))
+        .map(|p| ProgramStat {
+            object: spec.what.to_string(),
+            program: p.name().to_string_lossy().into_owned(),
+            insns: verified_insns(p.as_fd()),
+        })
+        .collect();
+    Ok((obj, stats))
+}
+
+/// Instructions the verifier processed for a loaded program (the kernel
+/// reports it since 5.16; None before).
+fn verified_insns(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: info is a zeroed bpf_prog_info and len its size; the kernel
+    // fills at most len bytes.
+    let r = unsafe {
+        libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len)
+    };
+    let have = std::mem::offset_of!(libbpf_rs::libbpf_sys::bpf_prog_info, verified_insns) + 4;
+    (r == 0 && len as usize >= have && info.verified_insns > 0)
+        .then_some(info.verified_insns as u64)
+}
+
+/// The counters of hook slot `slot` of an object.
+pub fn hook_stats(obj: &Object, slot: u32, name: &str) -> HookStats {
+    let m = obj.maps().find(|m| m.name() == "counters");
+    let c = |k: usize| {
+        m.as_ref().map_or(0, |m| {
+            percpu_sum(m, slot * event::CNT_MAX as u32 + k as u32)
+        })
+    };
+    HookStats {
+        hook: name.to_string(),
+        seen: c(event::CNT_SEEN),
+        lost: c(event::CNT_LOST),
+        truncated: c(event::CNT_TRUNC),
+    }
+}
+
+/// A handle of its own on an object's ring buffer (a dup of the fd), so
+/// the object stays free to change its attachments while it is read.
+pub fn ring_handle(obj: &Object) -> Result<libbpf_rs::MapHandle> {
+    let m = obj
+        .maps()
+        .find(|m| m.name() == "events")
+        .ok_or_else(|| Error::runtime("ring buffer map missing"))?;
+    libbpf_rs::MapHandle::try_from(&m).map_err(|e| libbpf_error("open the ring buffer", e))
+}
+
+thread_local! {
+    /// Byte buffers of packets the bus has written, for this source thread's
+    /// next packets: in a steady capture no packet allocates.
+    static BUFS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+/// Buffers kept at most, and the largest kept: several batches of a flood
+/// (about a thousand packets per poll), at most 16 MiB held after a burst.
+const POOL_MAX: usize = 8192;
+const POOL_BUF_MAX: usize = 2048;
+/// The most packets a new batch makes room for up front.
+const BATCH_RESERVE_MAX: usize = 16384;
+
+/// A packet's bytes in a vector of their own, reusing a written packet's.
+pub fn packet_bytes(data: &[u8]) -> Vec<u8> {
+    let mut v = BUFS.with_borrow_mut(|b| b.pop()).unwrap_or_default();
+    v.clear();
+    v.extend_from_slice(data);
+    v
+}
+
+/// Empty a written batch, keeping its packets' buffers for `packet_bytes`.
+fn recycle(batch: &mut Vec<Packet>) {
+    BUFS.with_borrow_mut(|b| {
+        for p in batch.drain(..) {
+            if b.len() < POOL_MAX && p.data.capacity() <= POOL_BUF_MAX {
+                b.push(p.data);
+            }
+        }
+    });
+}
+
+/// The newest time (monotonic ns) a source may promise it has nothing
+/// older than.
+pub fn watermark_mono() -> u64 {
+    xcap_core::time::monotonic_ns().saturating_sub(WATERMARK_SLACK_NS)
+}
+
+/// Read the ring buffer until `stop` says so or `after_poll` returns false:
+/// every record goes to `on_record`; after each poll `after_poll` runs (to
+/// hand on a batch, look at the target again). Then `detach` runs, so that
+/// nothing new arrives, and what is in flight is drained unless
+/// `after_poll` ended it (its reader is gone). Returns whether it drained.
+pub fn pump(
+    ring: &libbpf_rs::MapHandle,
+    stop: &dyn Fn() -> bool,
+    on_record: &mut dyn FnMut(&[u8]),
+    after_poll: &mut dyn FnMut() -> Result<bool>,
+    detach: &mut dyn FnMut(),
+) -> Result<bool> {
+    let on_record = std::cell::RefCell::new(on_record);
+    let mut builder = libbpf_rs::RingBufferBuilder::new();
+    builder
+        .add(ring, |data: &[u8]| {
+            (on_record.borrow_mut())(data);
+            0
+        })
+        .map_err(|e| libbpf_error("set up the ring buffer", e))?;
+    let rb = builder
+        .build()
+        .map_err(|e| libbpf_error("set up the ring buffer", e))?;
+    let mut ended = false;
+    let mut result = Ok(());
+    while !stop() {
+        let n = rb.poll_raw(POLL);
+        if n < 0 && n != -libc::EINTR {
+            result = Err(Error::runtime(format!(
+                "ring buffer poll: {}",
+                std::io::Error::from_raw_os_error(-n)
+            )));
+            break;
+        }
+        match after_poll() {
+            Ok(true) => {}
+            Ok(false) => {
+                ended = true;
+                break;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        if n > 0 {
+            std::thread::sleep(COALESCE);
+        }
+    }
+    detach();
+    result?;
+    if !ended {
+        let _ = rb.consume_raw();
+    }
+    Ok(!ended)
+}
+
+/// `pump` for a source running in xcap: records decoded into packets
+/// (`decode` may hold some back and push them later), handed to the bus in
+/// batches with a watermark (`wall`: what `decode` adds to monotonic
+/// stamps); `tick` runs after each poll (false: the target is gone, end).
+/// At the end `held` gives what was held back. Returns the packets
+/// delivered.
+pub fn deliver(
+    ctx: &SourceCtx,
+    ring: &libbpf_rs::MapHandle,
+    wall: u64,
+    decode: &mut dyn FnMut(&[u8], &mut Vec<Packet>),
+    tick: &mut dyn FnMut() -> Result<bool>,
+    detach: &mut dyn FnMut(),
+    held: &mut dyn FnMut() -> Vec<Packet>,
+) -> Result<u64> {
+    let pending = std::cell::RefCell::new(Vec::new());
+    let mut delivered = 0u64;
+    let mut bus_gone = false;
+    let drained = pump(
+        ring,
+        &|| ctx.stopped(),
+        &mut |rec| decode(rec, &mut pending.borrow_mut()),
+        &mut || {
+            // The next batch starts as large as this one was: growing a
+            // vector of packets by doubling copies each packet again.
+            let cap = pending
+                .borrow()
+                .len()
+                .next_power_of_two()
+                .min(BATCH_RESERVE_MAX);
+            // A written batch back from the bus: its packets are dropped
+            // here, on the thread that made them, and its vector reused.
+            let mut next = Vec::new();
+            while let Some(mut v) = ctx.recycled() {
+                recycle(&mut v);
+                if v.capacity() > next.capacity() {
+                    next = v;
+                }
+            }
+            if next.capacity() < cap {
+                next = Vec::with_capacity(cap);
+            }
+            let batch = std::mem::replace(&mut *pending.borrow_mut(), next);
+            delivered += batch.len() as u64;
+            if !ctx.send(batch, watermark_mono() + wall) {
+                bus_gone = true;
+                return Ok(false);
+            }
+            tick()
+        },
+        detach,
+    )?;
+    if drained || !bus_gone {
+        let mut batch = std::mem::take(&mut *pending.borrow_mut());
+        batch.extend(held());
+        batch.sort_by_key(|p| p.ts_ns);
+        delivered += batch.len() as u64;
+        ctx.send(batch, u64::MAX);
+    }
+    Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_is_a_power_of_two_within_bounds() {
+        assert_eq!(ring_bytes(1), 64 * 1024);
+        assert_eq!(ring_bytes(100), 128 * 1024);
+        assert_eq!(ring_bytes(0), DEFAULT_BUFFER_KIB * 1024);
+    }
+
+    #[test]
+    fn snaplen_zero_is_the_most() {
+        assert_eq!(snaplen(0, "x").unwrap(), MAX_SNAPLEN);
+        assert_eq!(snaplen(100, "x").unwrap(), 100);
+        assert!(matches!(
+            snaplen(MAX_SNAPLEN + 1, "x"),
+            Err(Error::Input(_))
+        ));
+    }
+}
