@@ -8,7 +8,6 @@
 //! follows as a `stack:` line and one `  FRAME` line per frame.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use xcap_core::{Direction, Meta};
@@ -63,20 +62,52 @@ fn unescape(s: &str) -> String {
 struct Line(String);
 
 impl Line {
-    fn key(&mut self, k: &str) {
+    /// One of xcap's own keys: nothing to escape (this runs per packet).
+    fn key(&mut self, k: &'static str) {
         if !self.0.is_empty() {
             self.0.push(' ');
         }
-        escape_into(&mut self.0, k, true);
+        self.0.push_str(k);
         self.0.push('=');
     }
-    fn str(&mut self, k: &str, v: &str) {
+    fn str(&mut self, k: &'static str, v: &str) {
         self.key(k);
         escape_into(&mut self.0, v, true);
     }
-    fn num(&mut self, k: &str, v: impl itoa::Integer) {
+    fn num(&mut self, k: &'static str, v: impl itoa::Integer) {
         self.key(k);
         self.0.push_str(itoa::Buffer::new().format(v));
+    }
+    /// `0x` and lowercase hex digits, as `{:#x}` writes them, without the
+    /// formatting machinery.
+    fn hex(&mut self, k: &'static str, v: u64) {
+        self.key(k);
+        let mut b = [0u8; 18];
+        let mut i = b.len();
+        let mut x = v;
+        loop {
+            i -= 1;
+            b[i] = b"0123456789abcdef"[(x & 15) as usize];
+            x >>= 4;
+            if x == 0 {
+                break;
+            }
+        }
+        i -= 2;
+        b[i] = b'0';
+        b[i + 1] = b'x';
+        self.0
+            .push_str(std::str::from_utf8(&b[i..]).unwrap_or_default());
+    }
+    /// A source's own key (`x.NAME`), escaped like a value.
+    fn extra(&mut self, k: &str, v: &str) {
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        self.0.push_str("x.");
+        escape_into(&mut self.0, k, true);
+        self.0.push('=');
+        escape_into(&mut self.0, v, true);
     }
 }
 
@@ -148,8 +179,7 @@ pub fn packet_part_into(buf: &mut String, m: &Meta) {
         l.str("comm", v);
     }
     if let Some(v) = m.packet_id {
-        l.key("id");
-        let _ = write!(l.0, "{v:#x}");
+        l.hex("id", v);
     }
     if let Some(v) = m.queue {
         l.num("queue", v);
@@ -164,7 +194,7 @@ pub fn packet_part_into(buf: &mut String, m: &Meta) {
         l.str("location", v);
     }
     for (k, v) in &m.extra {
-        l.str(&format!("x.{k}"), v);
+        l.extra(k, v);
     }
     let mut out = l.0;
     if !m.stack.is_empty() {

@@ -23,17 +23,23 @@ pub fn summary(p: &Packet) -> String {
 /// Append the summary of the packet bytes `data` (of original length
 /// `orig_len`) to `out`.
 pub fn write_summary(out: &mut String, data: &[u8], orig_len: u32, link: LinkType) {
+    write_summary_as(out, data, orig_len, link, false)
+}
+
+/// As `write_summary`; `quick` is tcpdump's -q: a TCP segment reads
+/// `tcp LENGTH`, without flags, sequence numbers and window.
+pub fn write_summary_as(out: &mut String, data: &[u8], orig_len: u32, link: LinkType, quick: bool) {
     let orig_len = (orig_len as usize).max(data.len());
     match link {
-        LinkType::Ethernet => ethernet(out, data, orig_len),
-        LinkType::RawIp => ip(out, data, orig_len),
+        LinkType::Ethernet => ethernet(out, data, orig_len, quick),
+        LinkType::RawIp => ip(out, data, orig_len, quick),
         LinkType::Other(v) => {
             let _ = write!(out, "link type {v}, length {orig_len}");
         }
     }
 }
 
-fn ethernet(out: &mut String, data: &[u8], orig_len: usize) {
+fn ethernet(out: &mut String, data: &[u8], orig_len: usize, quick: bool) {
     let Ok(eth) = Ethernet2Slice::from_slice_without_fcs(data) else {
         let _ = write!(out, "[|ether], length {orig_len}");
         return;
@@ -61,7 +67,7 @@ fn ethernet(out: &mut String, data: &[u8], orig_len: usize) {
     // What follows the link-layer header on the wire.
     let rest = orig_len - (data.len() - payload.len());
     match ether_type {
-        EtherType::IPV4 | EtherType::IPV6 => ip(out, payload, rest),
+        EtherType::IPV4 | EtherType::IPV6 => ip(out, payload, rest, quick),
         EtherType::ARP => arp(out, payload, rest),
         EtherType(t) if t < 0x0600 => {
             let _ = write!(out, "802.3, length {orig_len}");
@@ -120,7 +126,7 @@ fn mac(b: &[u8]) -> String {
 
 /// `len`: bytes from the start of the IP header to the end of the packet as
 /// it was (not as captured), used when the header gives no length.
-fn ip(out: &mut String, data: &[u8], len: usize) {
+fn ip(out: &mut String, data: &[u8], len: usize, quick: bool) {
     let (ip, _) = match LaxIpSlice::from_slice(data) {
         Ok(x) => x,
         Err(_) => {
@@ -176,7 +182,7 @@ fn ip(out: &mut String, data: &[u8], len: usize) {
     }
     let l4 = payload.payload;
     match proto {
-        IpNumber::TCP => tcp(out, name, src, dst, l4, l4_len),
+        IpNumber::TCP => tcp(out, name, src, dst, l4, l4_len, quick),
         IpNumber::UDP => match UdpSlice::from_slice_lax(l4) {
             Ok(u) => {
                 let ulen = match u.length() as usize {
@@ -210,11 +216,30 @@ fn ip(out: &mut String, data: &[u8], len: usize) {
     }
 }
 
-fn tcp(out: &mut String, name: &str, src: IpAddr, dst: IpAddr, l4: &[u8], l4_len: usize) {
+fn tcp(
+    out: &mut String,
+    name: &str,
+    src: IpAddr,
+    dst: IpAddr,
+    l4: &[u8],
+    l4_len: usize,
+    quick: bool,
+) {
     let Ok(t) = TcpSlice::from_slice(l4) else {
         let _ = write!(out, "{name} {src} > {dst}: [|tcp]");
         return;
     };
+    if quick {
+        let hdr = t.data_offset() as usize * 4;
+        let _ = write!(
+            out,
+            "{name} {src}.{} > {dst}.{}: tcp {}",
+            t.source_port(),
+            t.destination_port(),
+            l4_len.saturating_sub(hdr)
+        );
+        return;
+    }
     // tcpdump's letters, in tcpdump's order.
     let mut flags = String::with_capacity(8);
     for (on, c) in [

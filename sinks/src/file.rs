@@ -35,6 +35,15 @@ enum Reader {
 pub struct FileSource {
     name: String,
     reader: Reader,
+    /// Bytes of the file header (pcap) or first section header (pcapng).
+    header_len: u64,
+}
+
+/// How far reading got: bytes of whole records or blocks, and packets.
+#[derive(Default)]
+struct Progress {
+    offset: u64,
+    packets: u64,
 }
 
 pub(crate) fn open(cfg: &CaptureConfig) -> Result<Box<dyn Source>> {
@@ -61,8 +70,24 @@ impl FileSource {
             io::ErrorKind::UnexpectedEof => fail("not a pcap or pcapng file (too short)".into()),
             _ => fail(io_reason(&e)),
         })?;
-        // Put the magic back in front of the rest: stdin cannot seek.
-        let input: Input = Box::new(Cursor::new(magic).chain(input));
+        // A pcapng section header's length (after its magic, in the order
+        // its byte-order magic says), to count where damage starts.
+        let mut head = magic.to_vec();
+        let mut header_len = 24;
+        if u32::from_be_bytes(magic) == 0x0a0d_0d0a {
+            let mut more = [0u8; 8];
+            input
+                .read_exact(&mut more)
+                .map_err(|_| fail("truncated file header".into()))?;
+            let len = [more[0], more[1], more[2], more[3]];
+            header_len = match more[4..8] {
+                [0x1a, 0x2b, 0x3c, 0x4d] => u32::from_be_bytes(len),
+                _ => u32::from_le_bytes(len),
+            } as u64;
+            head.extend_from_slice(&more);
+        }
+        // Put what was read back in front of the rest: stdin cannot seek.
+        let input: Input = Box::new(Cursor::new(head).chain(input));
         let header_error = |e: PcapError| match e {
             PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 fail("truncated file header".into())
@@ -77,7 +102,11 @@ impl FileSource {
             0x0a0d_0d0a => Reader::PcapNg(PcapNgReader::new(input).map_err(header_error)?),
             _ => return Err(fail("not a pcap or pcapng file".into())),
         };
-        Ok(FileSource { name, reader })
+        Ok(FileSource {
+            name,
+            reader,
+            header_len,
+        })
     }
 }
 
@@ -120,24 +149,38 @@ impl Source for FileSource {
             batch: Vec::with_capacity(BATCH),
             delivered: 0,
         };
-        let FileSource { name, reader } = *self;
-        let r = match reader {
-            Reader::Pcap(r) => read_pcap(r, &mut tx),
-            Reader::PcapNg(r) => read_pcapng(r, &mut tx),
+        let FileSource {
+            name,
+            reader,
+            header_len,
+        } = *self;
+        let mut at = Progress {
+            offset: header_len,
+            packets: 0,
         };
+        let r = match reader {
+            Reader::Pcap(r) => read_pcap(r, &mut tx, &mut at),
+            Reader::PcapNg(r) => read_pcapng(r, &mut tx, &mut at),
+        };
+        // What came before the damage is good and goes out; then one line
+        // says where the damage starts (a file cut short by a capture still
+        // running or a full disk, or corrupt bytes).
+        let whole = format!(
+            "byte {} (after {} whole packet{})",
+            at.offset,
+            at.packets,
+            if at.packets == 1 { "" } else { "s" }
+        );
         let end = match r {
             Ok(()) => Ok(()),
-            // The writer was cut short (a capture still running, a full
-            // disk): what came before is good, the rest is gone.
             Err(PcapError::IoError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                eprintln!("xcap: {name}: truncated record at end of file");
-                Ok(())
+                Err(Error::input(format!("{name}: cut short at {whole}")))
             }
             Err(PcapError::IoError(e)) => Err(Error::runtime(format!(
                 "cannot read {name}: {}",
                 io_reason(&e)
             ))),
-            Err(e) => Err(Error::input(format!("cannot read {name}: {e}"))),
+            Err(e) => Err(Error::input(format!("{name}: damaged at {whole}: {e}"))),
         };
         // Whatever was read before an error still goes out.
         tx.send();
@@ -147,11 +190,16 @@ impl Source for FileSource {
             delivered: tx.delivered,
             dropped: 0,
             hooks: Vec::new(),
+            failure: None,
         })
     }
 }
 
-fn read_pcap(mut r: PcapReader<Input>, tx: &mut Sender) -> Result<(), PcapError> {
+fn read_pcap(
+    mut r: PcapReader<Input>,
+    tx: &mut Sender,
+    at: &mut Progress,
+) -> Result<(), PcapError> {
     let h = r.header();
     let frac_ns = match h.ts_resolution {
         TsResolution::MicroSecond => 1000,
@@ -168,6 +216,8 @@ fn read_pcap(mut r: PcapReader<Input>, tx: &mut Sender) -> Result<(), PcapError>
     // the snap length (it compares the original length with the snap length).
     while let Some(rec) = r.next_raw_packet() {
         let rec = rec?;
+        at.offset += 16 + rec.data.len() as u64;
+        at.packets += 1;
         let p = Packet {
             ts_ns: rec.ts_sec as u64 * 1_000_000_000 + rec.ts_frac as u64 * frac_ns,
             data: rec.data.into_owned(),
@@ -243,17 +293,34 @@ impl Iface {
     }
 }
 
-fn read_pcapng(mut r: PcapNgReader<Input>, tx: &mut Sender) -> Result<(), PcapError> {
+fn read_pcapng(
+    mut r: PcapNgReader<Input>,
+    tx: &mut Sender,
+    at: &mut Progress,
+) -> Result<(), PcapError> {
+    use byteorder_slice::{BigEndian, LittleEndian};
     let mut endianness = r.section().endianness;
     let mut ifaces: Vec<Iface> = Vec::new();
-    while let Some(block) = r.next_block() {
-        let p = match block? {
-            Block::SectionHeader(s) => {
-                // A new section starts its own interface numbering.
-                endianness = s.endianness;
-                ifaces.clear();
-                continue;
-            }
+    // Raw blocks, so that each block's length counts towards the offset.
+    while let Some(raw) = r.next_raw_block() {
+        let raw = raw?;
+        let len = raw.initial_len as u64;
+        if raw.type_ == pcap_file::pcapng::blocks::SECTION_HEADER_BLOCK {
+            // A new section: its own byte order and interface numbering
+            // (the reader has parsed it; read its order once it is done).
+            drop(raw);
+            endianness = r.section().endianness;
+            ifaces.clear();
+            at.offset += len;
+            continue;
+        }
+        let block = match endianness {
+            Endianness::Big => raw.try_into_block::<BigEndian>(),
+            Endianness::Little => raw.try_into_block::<LittleEndian>(),
+        }?;
+        at.offset += len;
+        let p = match block {
+            Block::SectionHeader(_) => unreachable!("handled above"),
             Block::InterfaceDescription(idb) => {
                 ifaces.push(Iface::new(&idb));
                 continue;
@@ -305,6 +372,7 @@ fn read_pcapng(mut r: PcapNgReader<Input>, tx: &mut Sender) -> Result<(), PcapEr
             // Statistics, name resolution, journal and custom blocks.
             _ => continue,
         };
+        at.packets += 1;
         if !tx.push(p) {
             break;
         }

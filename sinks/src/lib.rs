@@ -69,7 +69,9 @@ inventory::submit! {
     xcap_core::SourceFactory {
         name: "file",
         help: "read packets and their metadata from a pcap or pcapng file (-r FILE, - for stdin)",
-        open: file::open,
+        args: Vec::new,
+        open: |cfg, _| file::open(cfg),
         list_hooks: None,
+        verify: None,
     }
 }

@@ -27,20 +27,65 @@ pub struct PcapSink {
     link: Option<LinkType>,
     /// Packets not written because of their link type, by link type.
     skipped: BTreeMap<u16, u64>,
+    /// -C/-G/-W.
+    rotation: Option<output::Rotation>,
 }
 
 impl PcapSink {
     /// Create the output file (`-` or no path: stdout). The header waits for
     /// the first packet, whose link type it records.
     pub fn open(cfg: &SinkConfig) -> Result<Self> {
-        let (out, name) = output::open_output(cfg.path.as_deref())?;
+        let rotation = output::Rotation::new(cfg);
+        let first = rotation.as_ref().map(|r| r.first());
+        let (out, name) = output::open_output(first.as_deref().or(cfg.path.as_deref()))?;
         Ok(PcapSink {
             name,
             out: Some(out),
             snaplen: output::snaplen(cfg.snaplen),
             link: None,
             skipped: BTreeMap::new(),
+            rotation,
         })
+    }
+
+    /// -C/-G: close the file and go on in the next, which gets its own
+    /// header, so each file stands alone.
+    fn rotate(&mut self) -> Result<()> {
+        let Some(r) = self.rotation.as_mut() else {
+            return Ok(());
+        };
+        let len = self.out.as_ref().map_or(0, |o| o.len());
+        let next = match r.check(len) {
+            output::Next::Keep => return Ok(()),
+            output::Next::Stop(why) => {
+                self.finish(&[])?;
+                eprintln!("xcap: {why}");
+                return Err(Error::Closed);
+            }
+            output::Next::Switch(next) => next,
+        };
+        let link = self.link.take();
+        self.finish_file()?;
+        let (out, name) = output::open_output(Some(&next)).map_err(|e| match e {
+            Error::Input(m) => Error::Runtime(m),
+            e => e,
+        })?;
+        self.out = Some(out);
+        self.name = name;
+        if let Some(l) = link {
+            self.write_header(l)?;
+        }
+        Ok(())
+    }
+
+    /// Write out and close the current file.
+    fn finish_file(&mut self) -> Result<()> {
+        let name = self.name.clone();
+        if let Some(mut out) = self.out.take() {
+            out.flush()
+                .map_err(|e| Error::from_write(e, &format!("write {name}")))?;
+        }
+        Ok(())
     }
 
     /// Packets skipped so far because their link type is not the file's.
@@ -81,9 +126,12 @@ impl PcapSink {
             ..Default::default()
         };
         let name = self.name.clone();
+        let out = self.out()?;
         header
-            .write_to(self.out()?)
+            .write_to(&mut *out)
             .map_err(|e| output::write_error(e, &name))?;
+        out.end_block()
+            .map_err(|e| Error::from_write(e, &format!("write {name}")))?;
         self.link = Some(link);
         Ok(())
     }
@@ -95,6 +143,9 @@ impl Sink for PcapSink {
     }
 
     fn write(&mut self, p: &Packet) -> Result<()> {
+        if self.rotation.is_some() {
+            self.rotate()?;
+        }
         match self.link {
             None => self.write_header(p.link)?,
             Some(l) if l != p.link => {
@@ -127,6 +178,7 @@ impl Sink for PcapSink {
             .ok_or_else(|| Error::runtime(format!("write {name}: file already closed")))?;
         out.write_all(&rec)
             .and_then(|()| out.write_all(data))
+            .and_then(|()| out.end_block())
             .map_err(|e| Error::from_write(e, &format!("write {name}")))
     }
 
@@ -151,11 +203,6 @@ impl Sink for PcapSink {
         if let Some(w) = self.skip_warning() {
             eprintln!("{w}");
         }
-        let name = self.name.clone();
-        if let Some(mut out) = self.out.take() {
-            out.flush()
-                .map_err(|e| Error::from_write(e, &format!("write {name}")))?;
-        }
-        Ok(())
+        self.finish_file()
     }
 }

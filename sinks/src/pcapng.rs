@@ -105,17 +105,37 @@ pub struct PcapNgSink {
     index: HashMap<IfKey, usize>,
     /// Interface of the previous packet: consecutive packets mostly share one.
     last: Option<usize>,
-    /// Options of the packet being written, reused to spare an allocation.
-    opts: Vec<u8>,
+    /// The block being written, reused to spare an allocation.
+    blk: Vec<u8>,
     /// Reused for each packet's comment.
     comment: String,
+    /// -C/-G/-W.
+    rotation: Option<output::Rotation>,
 }
 
 impl PcapNgSink {
     /// Create the output file (`-` or no path: stdout) and write the section
     /// header.
     pub fn open(cfg: &SinkConfig) -> Result<Self> {
-        let (out, name) = output::open_output(cfg.path.as_deref())?;
+        let rotation = output::Rotation::new(cfg);
+        let first = rotation.as_ref().map(|r| r.first());
+        let (w, name) = Self::start(first.as_deref().or(cfg.path.as_deref()))?;
+        Ok(PcapNgSink {
+            name,
+            w: Some(w),
+            snaplen: output::snaplen(cfg.snaplen),
+            ifaces: Vec::new(),
+            index: HashMap::new(),
+            last: None,
+            blk: Vec::with_capacity(1024),
+            comment: String::with_capacity(256),
+            rotation,
+        })
+    }
+
+    /// A new file with its section header.
+    fn start(path: Option<&std::path::Path>) -> Result<(PcapNgWriter<Output>, String)> {
+        let (out, name) = output::open_output(path)?;
         let mut options = vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
             "xcap {}",
             env!("CARGO_PKG_VERSION")
@@ -131,18 +151,43 @@ impl PcapNgSink {
             section_length: -1,
             options,
         };
-        let w = PcapNgWriter::with_section_header(out, shb)
+        let mut w = PcapNgWriter::with_section_header(out, shb)
             .map_err(|e| output::write_error(e, &name))?;
-        Ok(PcapNgSink {
-            name,
-            w: Some(w),
-            snaplen: output::snaplen(cfg.snaplen),
-            ifaces: Vec::new(),
-            index: HashMap::new(),
-            last: None,
-            opts: Vec::with_capacity(256),
-            comment: String::with_capacity(256),
-        })
+        w.get_mut()
+            .end_block()
+            .map_err(|e| Error::from_write(e, &format!("write {name}")))?;
+        Ok((w, name))
+    }
+
+    /// -C/-G: close the file (statistics of its own packets; losses are
+    /// only known at the end) and go on in the next, every interface
+    /// described again so each file stands alone.
+    fn rotate(&mut self) -> Result<()> {
+        let Some(r) = self.rotation.as_mut() else {
+            return Ok(());
+        };
+        let len = self.w.as_ref().map_or(0, |w| w.get_ref().len());
+        match r.check(len) {
+            output::Next::Keep => Ok(()),
+            output::Next::Stop(why) => {
+                self.finish(&[])?;
+                eprintln!("xcap: {why}");
+                Err(Error::Closed)
+            }
+            output::Next::Switch(next) => {
+                self.finish(&[])?;
+                let (w, name) = Self::start(Some(&next)).map_err(|e| match e {
+                    Error::Input(m) => Error::Runtime(m),
+                    e => e,
+                })?;
+                self.w = Some(w);
+                self.name = name;
+                self.ifaces.clear();
+                self.index.clear();
+                self.last = None;
+                Ok(())
+            }
+        }
     }
 
     fn writer(&mut self) -> Result<&mut PcapNgWriter<Output>> {
@@ -175,9 +220,12 @@ impl PcapNgSink {
                     ],
                 };
                 let name = self.name.clone();
-                self.writer()?
-                    .write_pcapng_block(idb)
+                let w = self.writer()?;
+                w.write_pcapng_block(idb)
                     .map_err(|e| output::write_error(e, &name))?;
+                w.get_mut()
+                    .end_block()
+                    .map_err(|e| Error::from_write(e, &format!("write {name}")))?;
                 let i = self.ifaces.len();
                 self.ifaces.push(Iface {
                     key: key.clone(),
@@ -230,48 +278,55 @@ impl Sink for PcapNgSink {
     }
 
     fn write(&mut self, p: &Packet) -> Result<()> {
+        if self.rotation.is_some() {
+            self.rotate()?;
+        }
         let i = self.iface(p)?;
         let f = &mut self.ifaces[i];
         f.packets += 1;
         f.first_ts = f.first_ts.min(p.ts_ns);
         f.last_ts = f.last_ts.max(p.ts_ns);
 
+        // The whole block is built in one reused buffer and handed to the
+        // writer in one piece: one copy of the packet, no per-field writes.
         let m = &p.meta;
-        let o = &mut self.opts;
-        o.clear();
-        push_opt(o, EPB_FLAGS, &direction_flags(m).to_ne_bytes());
+        let (data, orig_len) = output::clip(p, self.snaplen);
+        let b = &mut self.blk;
+        b.clear();
+        b.extend_from_slice(&ENHANCED_PACKET_BLOCK.to_ne_bytes());
+        b.extend_from_slice(&[0; 4]); // total length, below
+        b.extend_from_slice(&(i as u32).to_ne_bytes());
+        // Nanoseconds, as the interface's if_tsresol of 9 says.
+        b.extend_from_slice(&ts_bytes(p.ts_ns));
+        b.extend_from_slice(&(data.len() as u32).to_ne_bytes());
+        b.extend_from_slice(&orig_len.to_ne_bytes());
+        b.extend_from_slice(data);
+        b.resize(b.len() + pad4(data.len()), 0);
+        push_opt(b, EPB_FLAGS, &direction_flags(m).to_ne_bytes());
         if let Some(id) = m.packet_id {
-            push_opt(o, EPB_PACKETID, &id.to_ne_bytes());
+            push_opt(b, EPB_PACKETID, &id.to_ne_bytes());
         }
         if let Some(q) = m.queue {
-            push_opt(o, EPB_QUEUE, &q.to_ne_bytes());
+            push_opt(b, EPB_QUEUE, &q.to_ne_bytes());
         }
         self.comment.clear();
         self.comment.push_str(&f.comment);
         comment::packet_part_into(&mut self.comment, m);
         if !self.comment.is_empty() {
-            push_opt(o, OPT_COMMENT, cap_str(&self.comment).as_bytes());
+            push_opt(b, OPT_COMMENT, cap_str(&self.comment).as_bytes());
         }
-        push_opt(o, OPT_ENDOFOPT, &[]);
-
-        let (data, orig_len) = output::clip(p, self.snaplen);
-        let pad = pad4(data.len());
-        let mut head = [0u8; 20];
-        head[0..4].copy_from_slice(&(i as u32).to_ne_bytes());
-        // Nanoseconds, as the interface's if_tsresol of 9 says.
-        head[4..12].copy_from_slice(&ts_bytes(p.ts_ns));
-        head[12..16].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-        head[16..20].copy_from_slice(&orig_len.to_ne_bytes());
+        push_opt(b, OPT_ENDOFOPT, &[]);
+        let total = (b.len() + 4) as u32;
+        b[4..8].copy_from_slice(&total.to_ne_bytes());
+        b.extend_from_slice(&total.to_ne_bytes());
         let name = &self.name;
         let Some(w) = self.w.as_mut() else {
             return Err(Error::runtime(format!("write {name}: file already closed")));
         };
-        write_block(
-            w.get_mut(),
-            ENHANCED_PACKET_BLOCK,
-            &[&head, data, &[0; 3][..pad], o],
-        )
-        .map_err(|e| Error::from_write(e, &format!("write {name}")))
+        let out = w.get_mut();
+        out.write_all(b)
+            .and_then(|()| out.end_block())
+            .map_err(|e| Error::from_write(e, &format!("write {name}")))
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -309,10 +364,14 @@ impl Sink for PcapNgSink {
             };
             w.write_pcapng_block(idb)
                 .map_err(|e| output::write_error(e, name))?;
+            w.get_mut()
+                .end_block()
+                .map_err(|e| Error::from_write(e, &format!("write {name}")))?;
         }
         let mut out = w.into_inner();
         for b in &blocks {
             write_block(&mut out, INTERFACE_STATISTIC_BLOCK, &[b])
+                .and_then(|()| out.end_block())
                 .map_err(|e| Error::from_write(e, &format!("write {name}")))?;
         }
         out.flush()

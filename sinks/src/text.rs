@@ -7,10 +7,13 @@ use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
 
 use serde_json::{json, Map, Value};
-use xcap_core::{Direction, Error, Packet, Result, Sink, SinkConfig, SourceReport};
+use xcap_core::{
+    ByteDump, Direction, Error, LinkType, Packet, Result, Sink, SinkConfig, SourceReport,
+    TextFormat,
+};
 
 use crate::comment::{display_ifname, hook_short};
-use crate::decode::write_summary;
+use crate::decode::{write_summary, write_summary_as};
 
 pub(crate) fn open(cfg: &SinkConfig) -> Result<Box<dyn Sink>> {
     // Always stdout: this sink does not write the `-w` file, whatever path
@@ -24,9 +27,13 @@ pub struct TextSink {
     verbose: u8,
     json: bool,
     line: String,
-    /// Local `HH:MM:SS` of the last second formatted: localtime_r once per
-    /// second, not once per packet.
+    /// Local `HH:MM:SS` (or date and time, -tttt) of the last second
+    /// formatted: localtime_r once per second, not once per packet.
     clock: Option<(u64, String)>,
+    format: TextFormat,
+    /// Timestamps of the first and the previous packet (-ttt, -ttttt).
+    first_ts: Option<u64>,
+    prev_ts: Option<u64>,
 }
 
 impl TextSink {
@@ -38,26 +45,65 @@ impl TextSink {
             json: cfg.json,
             line: String::with_capacity(256),
             clock: None,
+            format: cfg.text,
+            first_ts: None,
+            prev_ts: None,
         }
     }
 
-    fn text_line(&mut self, p: &Packet) {
-        let secs = p.ts_ns / 1_000_000_000;
-        let micros = (p.ts_ns % 1_000_000_000) / 1000;
-        if self.clock.as_ref().is_none_or(|(s, _)| *s != secs) {
-            self.clock = Some((secs, local_hms(secs)));
+    /// The line's time, as tcpdump's -t options say, and a space.
+    fn time(&mut self, ts: u64) {
+        let l = &mut self.line;
+        let secs = ts / 1_000_000_000;
+        let micros = (ts % 1_000_000_000) / 1000;
+        let delta = |from: Option<u64>, l: &mut String| {
+            let d = ts.saturating_sub(from.unwrap_or(ts)) / 1000;
+            let s = d / 1_000_000;
+            // tcpdump's sign column: a space, as a delta here is never
+            // negative.
+            let _ = write!(
+                l,
+                " {:02}:{:02}:{:02}.{:06} ",
+                s / 3600,
+                s / 60 % 60,
+                s % 60,
+                d % 1_000_000
+            );
+        };
+        match self.format.time {
+            1 => {}
+            2 => {
+                let _ = write!(l, "{secs}.{micros:06} ");
+            }
+            3 => delta(self.prev_ts, l),
+            5 => delta(self.first_ts, l),
+            t => {
+                if self.clock.as_ref().is_none_or(|(s, _)| *s != secs) {
+                    self.clock = Some((secs, local_time(secs, t == 4)));
+                }
+                let hms = self.clock.as_ref().map_or("", |(_, t)| t.as_str());
+                let _ = write!(l, "{hms}.{micros:06} ");
+            }
         }
-        let hms = self.clock.as_ref().map_or("", |(_, t)| t.as_str());
+        self.first_ts.get_or_insert(ts);
+        self.prev_ts = Some(ts);
+    }
+
+    fn text_line(&mut self, p: &Packet) {
+        self.time(p.ts_ns);
         let m = &p.meta;
         let l = &mut self.line;
         let _ = write!(
             l,
-            "{hms}.{micros:06} {} {} {} ",
+            "{} {} {} ",
             or_dash(hook_short(&m.hook)),
             display_ifname(m),
             m.dir.as_str()
         );
-        write_summary(l, &p.data, p.orig_len, p.link);
+        if self.format.link_header {
+            link_header(l, p);
+        }
+        write_summary_as(l, &p.data, p.orig_len, p.link, self.format.quick);
         match (&m.comm, m.pid) {
             (Some(c), Some(pid)) => {
                 let _ = write!(l, " {c}/{pid}");
@@ -80,6 +126,97 @@ impl TextSink {
         if self.verbose >= 1 {
             verbose_lines(l, p);
         }
+        match self.format.bytes {
+            ByteDump::None => {}
+            ByteDump::HexLink => hex_ascii(l, &p.data),
+            ByteDump::Hex => hex_ascii(l, &p.data[link_len(p)..]),
+            ByteDump::Ascii => ascii(l, &p.data[link_len(p)..]),
+        }
+    }
+}
+
+/// Bytes of the link-level header (Ethernet and its VLAN tags), which -X
+/// and -A leave out as tcpdump does.
+fn link_len(p: &Packet) -> usize {
+    if p.link != LinkType::Ethernet || p.data.len() < 14 {
+        return 0;
+    }
+    let mut n = 14;
+    while n + 4 <= p.data.len()
+        && matches!([p.data[n - 2], p.data[n - 1]], [0x81, 0x00] | [0x88, 0xa8])
+    {
+        n += 4;
+    }
+    n
+}
+
+/// -e: `SRC > DST, ethertype IPv4 (0x0800), length N: ` as tcpdump prints it.
+fn link_header(l: &mut String, p: &Packet) {
+    if p.link != LinkType::Ethernet || p.data.len() < 14 {
+        return;
+    }
+    let mac = |l: &mut String, m: &[u8]| {
+        for (i, b) in m.iter().enumerate() {
+            let _ = write!(l, "{}{b:02x}", if i > 0 { ":" } else { "" });
+        }
+    };
+    mac(l, &p.data[6..12]);
+    l.push_str(" > ");
+    mac(l, &p.data[0..6]);
+    let t = u16::from_be_bytes([p.data[12], p.data[13]]);
+    let name = match t {
+        0x0800 => "IPv4",
+        0x86dd => "IPv6",
+        0x0806 => "ARP",
+        0x8100 => "802.1Q",
+        0x88a8 => "802.1Q-QinQ",
+        0x8847 => "MPLS unicast",
+        _ => "Unknown",
+    };
+    let _ = write!(l, ", ethertype {name} (0x{t:04x}), length {}: ", p.orig_len);
+}
+
+/// -X: tcpdump's hex and ASCII lines, 16 bytes each: " xxxx" per pair of
+/// bytes padded to 40 columns, two spaces, and the bytes that are graphic
+/// characters (a space is not one here, as in tcpdump).
+fn hex_ascii(l: &mut String, d: &[u8]) {
+    for (i, row) in d.chunks(16).enumerate() {
+        let _ = write!(l, "\t0x{:04x}: ", i * 16);
+        let start = l.len();
+        for pair in row.chunks(2) {
+            l.push(' ');
+            for b in pair {
+                let _ = write!(l, "{b:02x}");
+            }
+        }
+        for _ in l.len() - start..40 {
+            l.push(' ');
+        }
+        l.push_str("  ");
+        for &b in row {
+            l.push(if (0x21..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            });
+        }
+        l.push('\n');
+    }
+}
+
+/// -A: the bytes as ASCII, line feeds kept, carriage returns dropped, the
+/// rest that does not print as '.'.
+fn ascii(l: &mut String, d: &[u8]) {
+    for &b in d {
+        match b {
+            b'\n' => l.push('\n'),
+            b'\r' => {}
+            0x20..=0x7e => l.push(b as char),
+            _ => l.push('.'),
+        }
+    }
+    if !d.is_empty() {
+        l.push('\n');
     }
 }
 
@@ -194,12 +331,27 @@ fn json_line(p: &Packet, verbose: u8) -> Value {
 
 /// Local wall-clock `HH:MM:SS` of a Unix time, as tcpdump prints it.
 pub(crate) fn local_hms(secs: u64) -> String {
+    local_time(secs, false)
+}
+
+/// Local `HH:MM:SS`, or with `date` `YYYY-MM-DD HH:MM:SS` (-tttt).
+fn local_time(secs: u64, date: bool) -> String {
     let t = secs as libc::time_t;
     // SAFETY: tm is plain old data that localtime_r fills; both pointers are
     // valid for the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
-    if ok {
+    if ok && date {
+        format!(
+            "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        )
+    } else if ok {
         format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
     } else {
         // Out of the C library's range: UTC arithmetic is still right.

@@ -345,7 +345,7 @@ fn empty_captures_are_valid_files() {
 }
 
 #[test]
-fn truncated_files_end_normally() {
+fn truncated_files_give_what_is_whole_then_say_where_the_damage_starts() {
     let dir = tmpdir("truncated");
     let packets = ethernet_only(&packets());
     for name in ["pcap", "pcapng"] {
@@ -357,11 +357,28 @@ fn truncated_files_end_normally() {
             let end = last_epb_end(&bytes);
             bytes.truncate(end);
         }
+        // Where the last packet's record or block starts: the cut is in it.
         let n = bytes.len();
+        let last = if name == "pcapng" {
+            u32::from_ne_bytes(bytes[n - 4..].try_into().unwrap()) as usize
+        } else {
+            16 + packets.last().unwrap().data.len()
+        };
+        let whole = n - last;
         bytes.truncate(n - 7);
         std::fs::write(&f, &bytes).unwrap();
-        let (got, _) = read_back(&f);
+        let (got, _, err) = read_back_until_error(&f);
         let want = &packets[..packets.len() - 1];
+        match err {
+            Some(xcap_core::Error::Input(m)) => assert!(
+                m.ends_with(&format!(
+                    "cut short at byte {whole} (after {} whole packets)",
+                    want.len()
+                )),
+                "{name}: {m}"
+            ),
+            other => panic!("{name}: {other:?}"),
+        }
         if name == "pcapng" {
             assert_eq!(got, want);
         } else {
@@ -398,7 +415,7 @@ fn bad_input_fails_before_capture() {
             read_file: Some(p.to_path_buf()),
             ..Default::default()
         };
-        (source("file").unwrap().open)(&cfg).err()
+        (source("file").unwrap().open)(&cfg, &Default::default()).err()
     };
     let missing = dir.join("missing.pcap");
     match open_src(&missing) {
@@ -428,7 +445,7 @@ fn bad_input_fails_before_capture() {
     assert!(
         matches!(open_src(&header), Some(Error::Input(m)) if m.ends_with("truncated file header"))
     );
-    let none = (source("file").unwrap().open)(&CaptureConfig::default()).err();
+    let none = (source("file").unwrap().open)(&CaptureConfig::default(), &Default::default()).err();
     assert!(matches!(none, Some(Error::Input(_))), "{none:?}");
 
     for name in ["pcap", "pcapng"] {

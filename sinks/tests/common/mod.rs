@@ -244,6 +244,7 @@ pub fn kernel_report(lost: u64) -> Vec<SourceReport> {
                 truncated: 0,
             },
         ],
+        failure: None,
     }]
 }
 
@@ -264,12 +265,25 @@ impl Sink for Collect {
 
 /// Read a file back through the registered `file` source and the bus.
 pub fn read_back(path: &Path) -> (Vec<Packet>, Vec<SourceReport>) {
+    let (v, reports, error) = read_back_until_error(path);
+    assert!(error.is_none(), "{error:?}");
+    (v, reports)
+}
+
+/// As `read_back`, for a damaged file: what was read, and the error.
+pub fn read_back_until_error(
+    path: &Path,
+) -> (Vec<Packet>, Vec<SourceReport>, Option<xcap_core::Error>) {
     let f = source("file").expect("source file is not registered");
     let cfg = CaptureConfig {
         read_file: Some(path.to_path_buf()),
         ..Default::default()
     };
-    let src = (f.open)(&cfg).unwrap();
+    // A file refused at its header: nothing read.
+    let src = match (f.open)(&cfg, &Default::default()) {
+        Ok(s) => s,
+        Err(e) => return (Vec::new(), Vec::new(), Some(e)),
+    };
     let got = Arc::new(Mutex::new(Vec::new()));
     let report = xcap_core::run_bus(
         vec![src],
@@ -278,7 +292,6 @@ pub fn read_back(path: &Path) -> (Vec<Packet>, Vec<SourceReport>) {
         Arc::new(AtomicBool::new(false)),
     )
     .unwrap();
-    assert!(report.error.is_none(), "{:?}", report.error);
     let v = got.lock().unwrap().clone();
-    (v, report.sources)
+    (v, report.sources, report.error)
 }
