@@ -1,13 +1,29 @@
 #!/usr/bin/env python3
-"""Side-by-side capture benchmark: no capture, tcpdump -w, xcap -w.
+"""Side-by-side capture benchmark: no capture, tcpdump -w, and xcap writing
+pcapng with metadata, plain pcap, and text to /dev/null.
 
 A veth pair between two network namespaces; iperf3 floods 64-byte UDP from
 one to the other for a fixed time while the capture runs on the sender's
-veth. Reports, per mode, the median over several interleaved runs of:
-packets sent, captured, dropped, capture CPU seconds, CPU per captured
-packet and the sender's rate. Run as root:
+veth. Modes are interleaved (none, tcpdump, xcap..., then again) and the
+table gives the median over the runs, per mode:
+
+- sent, sender rate, and the sender's rate relative to no capture;
+- captured, dropped (tcpdump's "dropped by kernel", xcap's losses), loss %;
+- CPU per captured packet: the capture process's user+system time while
+  the flood runs (from /proc/PID/stat just before and after it), divided
+  by the packets it captured; also the whole process's time (start-up
+  included, from wait4), which is what a short capture pays;
+- the ratio of that CPU per packet to tcpdump's in the same round.
+
+BPF program time is charged to the sender (as tcpdump's AF_PACKET copy is),
+so it shows in the sender's rate, not in the capture's CPU.
+
+With --max-rate, instead: for tcpdump and xcap (pcapng), the highest
+iperf3 rate (packets per second, 64-byte UDP) at which the capture lost
+nothing, found by bisection. Run as root:
 
     sudo python3 bench/capture.py --seconds 5 --runs 3
+    sudo python3 bench/capture.py --max-rate --seconds 3
 """
 
 import argparse
@@ -24,8 +40,9 @@ import time
 import veth
 
 A, B = "xbench-a", "xbench-b"
-MODES = ("none", "tcpdump", "xcap", "xcap-pcap")
+MODES = ("none", "tcpdump", "xcap-pcapng", "xcap-pcap", "xcap-text")
 IP_A, IP_B = "10.98.0.1", "10.98.0.2"
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def setup():
@@ -36,8 +53,8 @@ def teardown():
     veth.teardown(A, B)
 
 
-def start_capture(cmd, ready):
-    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+def start_capture(cmd, ready, stdout=subprocess.DEVNULL):
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=stdout, text=True)
     lines = []
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -50,38 +67,64 @@ def start_capture(cmd, ready):
     raise RuntimeError(f"capture not ready: {''.join(lines)}")
 
 
+def cpu_now(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def stop_capture(p, lines):
-    time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     rest = p.stderr.read()
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     text = "".join(lines) + rest
+    if p.returncode != 0:
+        raise RuntimeError(f"capture exited {p.returncode}: {text}")
     return text, ru.ru_utime + ru.ru_stime
 
 
-def run_one(mode, seconds, xcap, tmp):
-    cap = None
+def capture_cmd(mode, xcap, tmp):
+    """(command, ready line, output file or None)."""
     if mode == "tcpdump":
         f = os.path.join(tmp, "t.pcap")
-        cap = start_capture(["ip", "netns", "exec", A, "tcpdump", "-n", "-i", "va", "-w", f],
-                            "listening on")
-    elif mode.startswith("xcap"):
-        # xcap: pcapng with per-packet metadata; xcap-pcap: plain pcap, as tcpdump writes.
-        f = os.path.join(tmp, "x.pcap" if mode == "xcap-pcap" else "x.pcapng")
-        cap = start_capture([xcap, "--netns", A, "-i", "va", "-w", f], "capturing")
+        return (["ip", "netns", "exec", A, "tcpdump", "-n", "-i", "va", "-w", f],
+                "listening on", f)
+    base = [xcap, "--netns", A, "-i", "va"]
+    if mode == "xcap-pcapng":
+        f = os.path.join(tmp, "x.pcapng")
+        return base + ["-w", f], "capturing", f
+    if mode == "xcap-pcap":
+        f = os.path.join(tmp, "x.pcap")
+        return base + ["-w", f], "capturing", f
+    if mode == "xcap-text":
+        return base, "capturing", None
+    raise ValueError(mode)
+
+
+def run_one(mode, seconds, xcap, tmp, rate=None):
+    cap, f = None, None
+    if mode != "none":
+        cmd, ready, f = capture_cmd(mode, xcap, tmp)
+        cap = start_capture(cmd, ready)
+        cpu0 = cpu_now(cap[0].pid)
+    bw = "0" if rate is None else str(int(rate * 64 * 8))
     out = subprocess.run(
-        ["ip", "netns", "exec", A, "iperf3", "-c", IP_B, "-u", "-l", "64", "-b", "0",
+        ["ip", "netns", "exec", A, "iperf3", "-c", IP_B, "-u", "-l", "64", "-b", bw,
          "-t", str(seconds), "-J"],
         check=True, capture_output=True, text=True).stdout
     res = json.loads(out)
     s = res["end"]["sum"]
     sent = s["packets"]
     row = {"mode": mode, "sent": sent, "pps": sent / s["seconds"],
-           "captured": None, "dropped": None, "cpu": None}
+           "captured": None, "dropped": None, "cpu": None, "cpu_total": None}
     if cap:
-        text, cpu = stop_capture(*cap)
-        row["cpu"] = cpu
+        # The flood is over; what the capture still does is drain and exit.
+        cpu1 = cpu_now(cap[0].pid)
+        text, total = stop_capture(*cap)
+        row["cpu"] = cpu1 - cpu0
+        row["cpu_total"] = total
         m = re.search(r"^(\d+) packets captured", text, re.M)
         row["captured"] = int(m.group(1)) if m else None
         if mode == "tcpdump":
@@ -89,13 +132,75 @@ def run_one(mode, seconds, xcap, tmp):
         else:
             m = re.search(r"^(\d+) packets dropped", text, re.M)
         row["dropped"] = int(m.group(1)) if m else None
-        os.unlink(f)
+        if f:
+            os.unlink(f)
     return row
 
 
-def med(rows, key):
-    vals = [r[key] for r in rows if r[key] is not None]
+def med(vals):
+    vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
+
+
+def fmt(v, f="{:,.0f}"):
+    return "-" if v is None else f.format(v)
+
+
+def table(rows, runs, seconds, modes):
+    print(f"64-byte UDP, iperf3 -b 0, {seconds} s per run, median of {runs} "
+          "interleaved runs\n")
+    print("| capture | sent | sender kpps | sender vs none | captured | dropped | loss % "
+          "| CPU us/pkt while flooding | ratio to tcpdump | CPU us/pkt whole run |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    per = {}
+    for r in rows:
+        if r["cpu"] is not None and r["captured"]:
+            r["us"] = r["cpu"] / r["captured"] * 1e6
+            r["us_total"] = r["cpu_total"] / r["captured"] * 1e6
+    for mode in MODES:
+        rs = [r for r in rows if r["mode"] == mode]
+        per[mode] = rs
+    for mode in modes:
+        rs = per[mode]
+        base = {r["run"]: r["pps"] for r in per["none"]}
+        td = {r["run"]: r.get("us") for r in per["tcpdump"]}
+        vs_none = med([r["pps"] / base[r["run"]] for r in rs if r["run"] in base])
+        ratio = med([r["us"] / td[r["run"]] for r in rs
+                     if r.get("us") is not None and td.get(r["run"])])
+        loss = med([100.0 * r["dropped"] / max(1, r["dropped"] + r["captured"])
+                    for r in rs if r["dropped"] is not None and r["captured"] is not None])
+        pps = med([r["pps"] for r in rs])
+        print(f"| {mode} | {fmt(med([r['sent'] for r in rs]))} | "
+              f"{fmt(pps / 1000 if pps else None, '{:,.1f}')} | {fmt(vs_none, '{:.2f}')} | "
+              f"{fmt(med([r['captured'] for r in rs]))} | "
+              f"{fmt(med([r['dropped'] for r in rs]))} | {fmt(loss, '{:.3f}')} | "
+              f"{fmt(med([r.get('us') for r in rs]), '{:.3f}')} | "
+              f"{fmt(ratio, '{:.2f}')} | "
+              f"{fmt(med([r.get('us_total') for r in rs]), '{:.3f}')} |")
+
+
+def max_rate(xcap, tmp, seconds):
+    """Per capture, the highest packet rate with no loss (bisection)."""
+    print(f"Highest 64-byte UDP rate without loss, {seconds} s per try\n")
+    print("| capture | highest rate without loss (kpps asked) | sender reached (kpps) |")
+    print("|---|---|---|")
+    # What the sender reaches with nothing capturing bounds the search.
+    top = run_one("none", seconds, xcap, tmp)["pps"]
+    for mode in ("tcpdump", "xcap-pcapng"):
+        lo, hi, best, lost = 0.0, top * 1.2, None, False
+        for _ in range(6):
+            mid = (lo + hi) / 2
+            r = run_one(mode, seconds, xcap, tmp, rate=mid)
+            print(f"# {mode} at {mid / 1000:.0f} kpps: {r}", file=sys.stderr)
+            if r["dropped"] == 0:
+                lo, best = mid, r
+            else:
+                hi, lost = mid, True
+        # Asking more than the sender can do only proves the sender's limit.
+        asked = fmt(lo / 1000, '{:,.0f}') if lost else \
+            f"no loss at any rate (sender's most: {top / 1000:,.0f})"
+        print(f"| {mode} | {asked} | "
+              f"{fmt(best['pps'] / 1000 if best else None, '{:,.1f}')} |")
 
 
 def main():
@@ -103,48 +208,40 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--xcap", default="target/release/xcap")
+    ap.add_argument("--max-rate", action="store_true")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated subset of: " + ", ".join(MODES))
     args = ap.parse_args()
+    modes = args.modes.split(",")
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
     setup()
     srv = subprocess.Popen(["ip", "netns", "exec", B, "iperf3", "-s"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    # iperf3 -s has no ready line; a client that connects says it is up.
+    deadline = time.time() + 10
+    while subprocess.run(["ip", "netns", "exec", A, "iperf3", "-c", IP_B, "-k", "1", "-u",
+                          "-b", "1M"], capture_output=True).returncode != 0:
+        if time.time() > deadline:
+            sys.exit("iperf3 server did not start")
+        time.sleep(0.1)
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            if args.max_rate:
+                max_rate(args.xcap, tmp, args.seconds)
+                return
             for r in range(args.runs):
-                for mode in MODES:
+                for mode in modes:
                     row = run_one(mode, args.seconds, args.xcap, tmp)
                     row["run"] = r
                     rows.append(row)
                     print(f"# run {r} {mode}: {row}", file=sys.stderr)
-                    time.sleep(1)
     finally:
         srv.terminate()
         srv.wait()
         teardown()
-
-    def fmt(v, f="{:,.0f}"):
-        return "-" if v is None else f.format(v)
-
-    print(f"64-byte UDP, iperf3 -b 0, {args.seconds} s per run, median of {args.runs} "
-          "interleaved runs\n")
-    print("| capture | sent | sender kpps | captured | dropped | loss % | CPU s | CPU us/captured pkt | sender rate vs none |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    base = med([r for r in rows if r["mode"] == "none"], "pps")
-    for mode in MODES:
-        rs = [r for r in rows if r["mode"] == mode]
-        sent, pps = med(rs, "sent"), med(rs, "pps")
-        cap, drop, cpu = med(rs, "captured"), med(rs, "dropped"), med(rs, "cpu")
-        per = statistics.median([r["cpu"] / r["captured"] * 1e6 for r in rs
-                                 if r["cpu"] is not None and r["captured"]]) if cap else None
-        loss = statistics.median([100.0 * r["dropped"] / max(1, r["dropped"] + r["captured"])
-                                  for r in rs if r["dropped"] is not None
-                                  and r["captured"] is not None]) if cap is not None else None
-        print(f"| {mode} | {fmt(sent)} | {fmt(pps / 1000 if pps else None, '{:,.1f}')} | "
-              f"{fmt(cap)} | {fmt(drop)} | {fmt(loss, '{:.2f}')} | {fmt(cpu, '{:.2f}')} | "
-              f"{fmt(per, '{:.2f}')} | {fmt(pps / base if base else None, '{:.2f}')} |")
+    table(rows, args.runs, args.seconds, modes)
 
 
 if __name__ == "__main__":

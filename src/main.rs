@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use xcap_core::registry::{self, CaptureConfig, SinkConfig};
 use xcap_core::{BusOptions, Error, Filter};
+use xcap_plugins::Plugins;
 
 // Built-in sources and sinks register themselves; linking them is enough.
 use xcap_sinks as _;
@@ -44,6 +45,24 @@ struct Cli {
     /// names are resolved; without -i, capture all of its interfaces.
     #[arg(long, value_name = "NAME|PATH")]
     netns: Option<String>,
+    /// Before writing a packet, start a new -w file if the current one is
+    /// larger than SIZE: millions of bytes, or with a k, m or g suffix
+    /// 1024-multiples (tcpdump's -C). Files are FILE, FILE1, FILE2, ...
+    #[arg(short = 'C', value_name = "SIZE", value_parser = parse_file_size)]
+    rotate_size: Option<u64>,
+    /// Start a new -w file every SECS seconds; FILE may hold strftime(3)
+    /// codes (tcpdump's -G).
+    #[arg(short = 'G', value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    rotate_secs: Option<u64>,
+    /// With -C, keep at most COUNT files, reused in a ring (FILE0 ...);
+    /// with -G alone, stop after COUNT files (tcpdump's -W).
+    #[arg(short = 'W', value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    file_count: Option<u32>,
+    /// Once every hook is attached, become USER (a name or uid) and keep no
+    /// privilege; -w files are then created as USER (tcpdump's -Z; only
+    /// when run as root).
+    #[arg(short = 'Z', value_name = "USER")]
+    user: Option<String>,
     /// Exit after COUNT packets.
     #[arg(short = 'c', value_name = "COUNT")]
     count: Option<u64>,
@@ -58,21 +77,42 @@ struct Cli {
         hide_default_value = true
     )]
     buffer: u32,
-    /// Capture at this hook, e.g. tp:net:netif_receive_skb (repeatable).
-    #[arg(long, value_name = "HOOK")]
-    hook: Vec<String>,
-    /// Also capture dropped packets with the drop reason and location.
-    #[arg(long)]
-    drops: bool,
-    /// Record the kernel stack of every packet.
-    #[arg(long)]
-    stack: bool,
     /// More detail on stdout (repeatable).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
     /// One JSON object per packet on stdout.
     #[arg(long)]
     json: bool,
+    /// Timestamps on stdout: -t none, -tt Unix time, -ttt delta to the
+    /// previous packet, -tttt date and time, -ttttt delta to the first.
+    #[arg(short = 't', action = clap::ArgAction::Count)]
+    time_format: u8,
+    /// Print each packet's bytes in hex and ASCII after its line, without
+    /// the link-level header (-XX: with it).
+    #[arg(short = 'X', action = clap::ArgAction::Count)]
+    hex: u8,
+    /// Print each packet's bytes in ASCII after its line, without the
+    /// link-level header.
+    #[arg(short = 'A', conflicts_with = "hex")]
+    ascii: bool,
+    /// Print the link-level header (MAC addresses, ethertype) on each line.
+    #[arg(short = 'e')]
+    link_header: bool,
+    /// Quick output: less protocol detail (a TCP segment reads "tcp LEN").
+    #[arg(short = 'q')]
+    quick: bool,
+    /// Do not resolve addresses or ports to names: xcap never does, the
+    /// flag is taken for tcpdump's habits.
+    #[arg(short = 'n', action = clap::ArgAction::Count)]
+    no_resolve: u8,
+    /// Line-buffered stdout / packet-buffered -w: xcap writes out after
+    /// every batch anyway (a live reader sees packets within milliseconds);
+    /// taken for tcpdump's habits.
+    #[arg(short = 'l', visible_short_alias = 'U')]
+    line_buffered: bool,
+    /// Print only the number of packets (on stderr), not the packets.
+    #[arg(long = "count", conflicts_with_all = ["write", "json", "latency"])]
+    count_only: bool,
     /// List the registered sources and sinks, and exit.
     #[arg(long)]
     list: bool,
@@ -80,44 +120,35 @@ struct Cli {
     /// matching PATTERN, * and ? as in the shell), and exit.
     #[arg(long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "*")]
     list_hooks: Option<String>,
-    /// Only packets handled while process PID runs (in the kernel: the task
-    /// current at the hook, the sender on the transmit path).
-    #[arg(long, value_name = "PID")]
-    pid: Option<u32>,
-    /// Only packets handled while a task named NAME runs (as --pid).
-    #[arg(long, value_name = "NAME")]
-    comm: Option<String>,
-    /// Keep capturing a packet at later hooks once the filter matched it,
-    /// even when NAT or encapsulation changes its headers.
-    #[arg(long)]
-    track: bool,
     /// For packets seen at several hooks, print the time from the first hook
     /// to each later one, and min/median/p99 per hop at the end (instead of
     /// the stdout lines).
     #[arg(long)]
     latency: bool,
-    /// DPDK source: the application's pid, or the path of its executable
-    /// to wait for.
-    #[arg(long, value_name = "PID|PATH")]
-    dpdk_pid: Option<String>,
-    /// DPDK source: probe this function instead of the ports' burst
-    /// functions: FUNC@ARG, FUNC@ARR@CNT or FUNC@ARR@ret, FUNC may be
-    /// LIB:OFFSET (repeatable).
-    #[arg(long, value_name = "SPEC")]
-    dpdk_hook: Vec<String>,
-    /// DPDK source: rte_mbuf field offsets, e.g. next=64,pkt_len=36.
-    #[arg(long, value_name = "FIELD=OFF,...")]
-    dpdk_mbuf: Option<String>,
-    /// DPDK source: run the probes in a helper process.
-    #[arg(long)]
-    dpdk_helper: bool,
-    /// DPDK source: run the helper's probes in userspace with the bpftime
-    /// installed in DIR (implies --dpdk-helper).
-    #[arg(long, value_name = "DIR")]
-    bpftime: Option<PathBuf>,
     /// Print the filter as classic BPF and as the eBPF xcap runs, and exit.
     #[arg(short = 'd')]
     dump: bool,
+    /// Load and verify every BPF program the capture would use, print the
+    /// instructions the kernel's verifier processed for each, and exit
+    /// (nothing is attached).
+    #[arg(long)]
+    dry_run: bool,
+    /// Load source and sink plugins from this shared library (repeatable).
+    /// Every *.so in the folders of $XCAP_PLUGIN_PATH (colon-separated) is
+    /// loaded too.
+    #[arg(long, value_name = "PATH")]
+    plugin: Vec<PathBuf>,
+    /// An option for a plugin's source or sink, NAME.KEY=VALUE, where NAME
+    /// is the source's, sink's or plugin's name (repeatable).
+    #[arg(long, value_name = "NAME.KEY=VALUE")]
+    plugin_opt: Vec<String>,
+    /// Print the man page (roff), generated from these options, and exit.
+    #[arg(long, hide = true)]
+    generate_man: bool,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell), generated from these options, and exit.
+    #[arg(long, hide = true, value_name = "SHELL")]
+    generate_completions: Option<clap_complete::Shell>,
     /// Filter expression in tcpdump syntax.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
     expression: Vec<String>,
@@ -136,7 +167,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -151,7 +185,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cli) {
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xcap: {e}");
@@ -160,14 +194,59 @@ fn main() -> ExitCode {
     }
 }
 
+/// -C's size: tcpdump's units (1,000,000 bytes), or 1024-multiples with a
+/// k, m or g suffix.
+fn parse_file_size(v: &str) -> Result<u64, String> {
+    let (num, unit) = match v.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&v[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&v[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&v[..i], 1 << 30),
+        _ => (v, 1_000_000),
+    };
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(unit)) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{v}' is not a file size (e.g. 10, 500k, 2m)")),
+    }
+}
+
+/// xcap's own options, then each source's (the registry's).
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for s in registry::sources() {
+        cmd = cmd.args((s.args)());
+    }
+    cmd
+}
+
+/// A sink to open: a built-in or a plugin's.
+enum SinkChoice {
+    Builtin(&'static registry::SinkFactory),
+    Plugin(String, bool),
+}
+
+impl SinkChoice {
+    fn name(&self) -> &str {
+        match self {
+            SinkChoice::Builtin(f) => f.name,
+            SinkChoice::Plugin(n, _) => n,
+        }
+    }
+    fn writes_file(&self) -> bool {
+        match self {
+            SinkChoice::Builtin(f) => f.writes_file,
+            SinkChoice::Plugin(_, w) => *w,
+        }
+    }
+}
+
 /// The sinks to open: as named, or chosen from -w.
-fn pick_sinks(cli: &Cli) -> Result<Vec<&'static registry::SinkFactory>, Error> {
+fn pick_sinks(cli: &Cli, plugins: &Plugins) -> Result<Vec<SinkChoice>, Error> {
     let mut names: Vec<String> = if !cli.sink.is_empty() {
         cli.sink.clone()
     } else if let Some(w) = &cli.write {
         let pcap = w.extension().is_some_and(|e| e == "pcap");
         vec![if pcap { "pcap" } else { "pcapng" }.to_string()]
-    } else if cli.latency {
+    } else if cli.latency || cli.count_only {
         Vec::new()
     } else {
         vec!["stdout".to_string()]
@@ -177,40 +256,117 @@ fn pick_sinks(cli: &Cli) -> Result<Vec<&'static registry::SinkFactory>, Error> {
         names.retain(|n| n != "stdout");
         names.push("latency".to_string());
     }
-    let mut out = Vec::new();
+    let mut out: Vec<SinkChoice> = Vec::new();
     for n in &names {
-        let f = registry::sink(n).ok_or_else(|| {
-            let known: Vec<&str> = registry::sinks().map(|s| s.name).collect();
-            Error::input(format!("unknown sink '{n}' (known: {})", known.join(", ")))
-        })?;
-        if !out
-            .iter()
-            .any(|o: &&registry::SinkFactory| o.name == f.name)
-        {
-            out.push(f);
+        let choice = if let Some(f) = registry::sink(n) {
+            SinkChoice::Builtin(f)
+        } else if let Some(w) = plugins.sink_writes_file(n) {
+            SinkChoice::Plugin(n.clone(), w)
+        } else {
+            let mut known: Vec<String> = registry::sinks().map(|s| s.name.to_string()).collect();
+            known.extend(plugins.list_sinks().into_iter().map(|l| l.name));
+            return Err(Error::input(format!(
+                "unknown sink '{n}' (known: {})",
+                known.join(", ")
+            )));
+        };
+        if !out.iter().any(|o| o.name() == choice.name()) {
+            out.push(choice);
         }
     }
-    let file_sinks = out.iter().filter(|f| f.writes_file).count();
+    let file_sinks = out.iter().filter(|f| f.writes_file()).count();
     match (file_sinks, &cli.write) {
         (0, Some(_)) => Err(Error::input("-w given but no selected sink writes a file")),
         (n, None) if n > 0 => Err(Error::input(format!(
             "sink {} needs -w FILE",
-            out.iter().find(|f| f.writes_file).map_or("", |f| f.name)
+            out.iter()
+                .find(|f| f.writes_file())
+                .map_or("", |f| f.name())
         ))),
         (n, _) if n > 1 => Err(Error::input("only one file sink can write the -w file")),
         _ => Ok(out),
     }
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+/// The kernel's limit on the instructions its verifier processes for one
+/// program (BPF_COMPLEXITY_LIMIT_INSNS, since Linux 5.2).
+const VERIFIER_LIMIT: u64 = 1_000_000;
+
+/// `--dry-run`: every program the sources would load, verified, one line
+/// each; a program the verifier refuses is bad input (exit 2).
+fn dry_run(
+    sources: &[String],
+    capture: &CaptureConfig,
+    matches: &registry::SourceArgs,
+    plugins: &Plugins,
+) -> Result<(), Error> {
+    let mut n = 0;
+    for name in sources {
+        if registry::source(name).is_none() && plugins.has_source(name) {
+            println!("{name}: a plugin source, loads no BPF program");
+            continue;
+        }
+        let f = registry::source(name)
+            .ok_or_else(|| Error::input(format!("unknown source '{name}'")))?;
+        let Some(verify) = f.verify else {
+            println!("{name}: loads no BPF program");
+            continue;
+        };
+        let stats = verify(capture, matches).map_err(|e| match e {
+            Error::Runtime(m) => Error::Input(m),
+            e => e,
+        })?;
+        for s in stats {
+            let insns = s
+                .insns
+                .map_or("? (the kernel does not say)".to_string(), |i| {
+                    format!(
+                        "{i} ({:.1}% of the limit)",
+                        i as f64 * 100.0 / VERIFIER_LIMIT as f64
+                    )
+                });
+            println!("{name}\t{}\t{}\tprocessed {insns}", s.object, s.program);
+            n += 1;
+        }
+    }
+    println!("{n} programs verified; the kernel's limit is {VERIFIER_LIMIT} processed instructions per program");
+    Ok(())
+}
+
+fn run(cli: Cli, matches: &registry::SourceArgs) -> Result<(), Error> {
+    if cli.generate_man {
+        let out = &mut std::io::stdout();
+        return clap_mangen::Man::new(command())
+            .render(out)
+            .map_err(|e| Error::from_write(e, "write stdout"));
+    }
+    if let Some(shell) = cli.generate_completions {
+        clap_complete::generate(shell, &mut command(), "xcap", &mut std::io::stdout());
+        return Ok(());
+    }
+    let builtin_sources: Vec<&str> = registry::sources().map(|s| s.name).collect();
+    let builtin_sinks: Vec<&str> = registry::sinks().map(|s| s.name).collect();
+    let plugins = Plugins::load(
+        &cli.plugin,
+        std::env::var("XCAP_PLUGIN_PATH").ok().as_deref(),
+        &cli.plugin_opt,
+        &builtin_sources,
+        &builtin_sinks,
+    )?;
     if cli.list {
         println!("sources:");
         for s in registry::sources().filter(|s| s.name != "file") {
             println!("  {:<10} {}", s.name, s.help);
         }
+        for s in plugins.list_sources() {
+            println!("  {:<10} {} [plugin {}]", s.name, s.help, s.plugin);
+        }
         println!("sinks:");
         for s in registry::sinks() {
             println!("  {:<10} {}", s.name, s.help);
+        }
+        for s in plugins.list_sinks() {
+            println!("  {:<10} {} [plugin {}]", s.name, s.help, s.plugin);
         }
         return Ok(());
     }
@@ -237,27 +393,28 @@ fn run(cli: Cli) -> Result<(), Error> {
         print!("{}", f.dump(xcap_core::filter::ebpf::BLOCK_INSNS)?);
         return Ok(());
     }
-    let sink_factories = pick_sinks(&cli)?;
+    let sink_choices = pick_sinks(&cli, &plugins)?;
+    if cli.rotate_size.is_some() || cli.rotate_secs.is_some() {
+        let to_file = cli.write.as_ref().is_some_and(|w| w.as_os_str() != "-");
+        let rotating = sink_choices
+            .iter()
+            .any(|c| matches!(c, SinkChoice::Builtin(f) if f.name == "pcap" || f.name == "pcapng"));
+        if !to_file || !rotating {
+            return Err(Error::input(
+                "-C and -G need -w FILE (not -) written by the pcap or pcapng sink",
+            ));
+        }
+    } else if cli.file_count.is_some() {
+        return Err(Error::input("-W needs -C or -G"));
+    }
     let capture = CaptureConfig {
         interfaces: cli.interface.clone(),
         netns: cli.netns.clone(),
         snaplen: cli.snaplen,
-        hooks: cli.hook.clone(),
-        drops: cli.drops,
-        stack: cli.stack,
         read_file: cli.read.clone(),
         buffer_kib: cli.buffer,
         filter: filter.clone(),
-        pid: cli.pid,
-        comm: cli.comm.clone(),
-        track: cli.track,
-        dpdk: registry::DpdkOptions {
-            target: cli.dpdk_pid.clone(),
-            hooks: cli.dpdk_hook.clone(),
-            mbuf: cli.dpdk_mbuf.clone(),
-            helper: cli.dpdk_helper,
-            bpftime: cli.bpftime.clone(),
-        },
+        dry_run: cli.dry_run,
     };
     let mut source_names: Vec<String> = Vec::new();
     if cli.read.is_some() {
@@ -268,21 +425,45 @@ fn run(cli: Cli) -> Result<(), Error> {
             source_names.push(n.clone());
         }
     }
+    if cli.dry_run {
+        return dry_run(&source_names, &capture, matches, &plugins);
+    }
+    // -Z: checked before anything is attached; done once it all is.
+    let become_user = match &cli.user {
+        Some(name) if xcap_core::privs::is_root() => {
+            if source_names.iter().any(|n| n == "dpdk") {
+                return Err(Error::input(
+                    "-Z: the dpdk source needs its privileges while it runs (it reads the \
+                     application's memory and attaches to ports started later)",
+                ));
+            }
+            Some(xcap_core::privs::lookup(name)?)
+        }
+        _ => None,
+    };
     // Sources first: they attach, and a failure leaves no output file behind.
     let mut sources = Vec::new();
     for n in &source_names {
         let f = registry::source(n).filter(|f| f.name != "file" || cli.read.is_some());
+        if f.is_none() && plugins.has_source(n) {
+            sources.push(plugins.open_source(n, &capture)?);
+            continue;
+        }
         let f = f.ok_or_else(|| {
-            let known: Vec<&str> = registry::sources()
-                .map(|s| s.name)
+            let mut known: Vec<String> = registry::sources()
+                .map(|s| s.name.to_string())
                 .filter(|s| *s != "file")
                 .collect();
+            known.extend(plugins.list_sources().into_iter().map(|l| l.name));
             Error::input(format!(
                 "unknown source '{n}' (known: {})",
                 known.join(", ")
             ))
         })?;
-        sources.push((f.open)(&capture)?);
+        sources.push((f.open)(&capture, matches)?);
+    }
+    if let Some(u) = &become_user {
+        xcap_core::privs::become_user(u)?;
     }
     let sink_cfg = SinkConfig {
         path: cli.write.clone(),
@@ -293,18 +474,41 @@ fn run(cli: Cli) -> Result<(), Error> {
         } else {
             cli.snaplen
         },
+        rotate_bytes: cli.rotate_size,
+        rotate_secs: cli.rotate_secs,
+        file_count: cli.file_count,
+        text: xcap_core::TextFormat {
+            time: cli.time_format.min(5),
+            bytes: match (cli.hex, cli.ascii) {
+                (0, true) => xcap_core::ByteDump::Ascii,
+                (0, false) => xcap_core::ByteDump::None,
+                (1, _) => xcap_core::ByteDump::Hex,
+                _ => xcap_core::ByteDump::HexLink,
+            },
+            link_header: cli.link_header,
+            quick: cli.quick,
+        },
     };
     let mut sinks = Vec::new();
-    for f in sink_factories {
+    for f in &sink_choices {
         let mut cfg = sink_cfg.clone();
-        if !f.writes_file {
+        if !f.writes_file() {
             cfg.path = None;
         }
-        sinks.push((f.open)(&cfg)?);
+        sinks.push(match f {
+            SinkChoice::Builtin(f) => (f.open)(&cfg)?,
+            SinkChoice::Plugin(name, _) => plugins.open_sink(name, &cfg)?,
+        });
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP too: a closed terminal ends the capture with its files whole, as
+    // in tcpdump.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         // A second signal while stopping ends the process at once.
         signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
             .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
@@ -324,6 +528,14 @@ fn run(cli: Cli) -> Result<(), Error> {
     };
     let report = xcap_core::run_bus(sources, sinks, &opts, stop)?;
 
+    if cli.count_only {
+        // tcpdump's --count: the number alone, on stdout.
+        println!("{} packets", report.written);
+        return match report.error.or_else(|| plugins.failure()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+    }
     let dropped: u64 = report.sources.iter().map(|s| s.dropped).sum();
     eprintln!("{} packets captured", report.written);
     eprintln!("{dropped} packets dropped");
@@ -347,7 +559,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
         }
     }
-    match report.error {
+    // A plugin that failed stopped itself and let the capture go on.
+    match report.error.or_else(|| plugins.failure()) {
         Some(e) => Err(e),
         None => Ok(()),
     }
