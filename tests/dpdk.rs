@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
 
+use common::testpmd::Testpmd;
 use common::*;
 
 /// testpmd busy-polls a core; on a 2-core machine the tests take turns.
@@ -18,130 +18,6 @@ static DPDK: Mutex<()> = Mutex::new(());
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     DPDK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// dpdk-testpmd in interactive mode, driven through its stdin.
-struct Testpmd {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Arc<Mutex<String>>,
-}
-
-impl Testpmd {
-    fn start(vdevs: &[String], extra: &[&str]) -> Testpmd {
-        require_root();
-        let mut c = Command::new("dpdk-testpmd");
-        c.args([
-            "-l",
-            "0,1",
-            "--no-huge",
-            "-m",
-            "512",
-            "--no-pci",
-            "--no-shconf",
-        ])
-        .args(["--file-prefix", &format!("xcap{}", std::process::id())]);
-        for v in vdevs {
-            c.arg("--vdev").arg(v);
-        }
-        c.args(["--", "-i", "--total-num-mbufs=4096"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = c.spawn().expect("dpdk-testpmd (scripts/setup installs it)");
-        let stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let t = Testpmd { child, stdin, out };
-        t.wait_for("testpmd> ", 1);
-        t
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Wait until `text` has appeared `n` times in testpmd's output (a
-    /// bound for failures only: in an emulated VM beside other VMs, EAL
-    /// start-up alone has taken over 30 s).
-    fn wait_for(&self, text: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.out.lock().unwrap().matches(text).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "testpmd never printed {text:?}: {}",
-                self.out.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn cmd(&mut self, c: &str) {
-        let n = self.out.lock().unwrap().matches("testpmd> ").count();
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{c}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-        if c != "quit" {
-            self.wait_for("testpmd> ", n + 1);
-        }
-    }
-
-    /// Forward everything the pcap file holds, then quit (which flushes
-    /// the output pcap).
-    fn forward_and_quit(mut self, npackets: usize) {
-        self.cmd("start");
-        // The net_pcap port reads its file at once; stop after it is done.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            self.cmd("show port stats 0");
-            let text = self.out.lock().unwrap().clone();
-            let last = text.rsplit("RX-packets:").next().unwrap_or("");
-            let n: usize = last
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if n >= npackets || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.cmd("stop");
-        self.quit();
-    }
-
-    fn quit(mut self) {
-        self.cmd("quit");
-        self.stdin = None;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("testpmd did not quit");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Testpmd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Ethernet + IPv4 + UDP (or TCP) frames of varied sizes; bytes that say
@@ -229,7 +105,7 @@ fn pcap_fixture(name: &str, nframes: usize, max: usize, testpmd: &[&str], xcap: 
     let vdev = pcap_vdev(&dir);
     let mut args = vec!["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"];
     args.extend_from_slice(testpmd);
-    let t = Testpmd::start(&[vdev], &args);
+    let mut t = Testpmd::start(&[vdev], &args);
     let file = dir.join("x.pcapng");
     let pid = t.pid().to_string();
     let mut a = vec!["--source", "dpdk", "--dpdk-pid", &pid, "-w"];
@@ -237,8 +113,11 @@ fn pcap_fixture(name: &str, nframes: usize, max: usize, testpmd: &[&str], xcap: 
     a.push(&f);
     a.extend_from_slice(xcap);
     let cap = Capture::start(xcap_cmd(&a), "capturing from");
-    t.forward_and_quit(nframes);
+    // xcap stopped before testpmd quits: else it may see the exit first
+    // and end by itself (exit 1), as it should.
+    t.forward(nframes);
     let (code, stderr) = cap.stop();
+    t.quit();
     assert_eq!(code, 0, "{stderr}");
     Run {
         dir,
@@ -403,14 +282,15 @@ fn waits_for_an_application_started_later() {
         "waiting for a process",
     );
     let vdev = pcap_vdev(&dir);
-    let t = Testpmd::start(
+    let mut t = Testpmd::start(
         &[vdev],
         &["--no-flush-rx", "--forward-mode=io", "--port-topology=loop"],
     );
     // Attached within a few of xcap's 100 ms looks.
     std::thread::sleep(Duration::from_millis(1500));
-    t.forward_and_quit(10);
+    t.forward(10);
     let (code, stderr) = cap.stop();
+    t.quit();
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("port 0 net_pcap0"), "{stderr}");
     assert_eq!(read_packets(&file).len(), 20, "{stderr}");
@@ -505,7 +385,7 @@ fn mixed(mode: &[&str]) {
     let pcap = pcap_vdev(&dir);
     let afp = format!("net_af_packet0,iface={}", v.va);
     // testpmd runs inside namespace a, where the veth end va lives.
-    let t = {
+    let mut t = {
         let _ns = NetnsGuard::enter(&v.a);
         Testpmd::start(
             &[pcap, afp],
@@ -533,8 +413,9 @@ fn mixed(mode: &[&str]) {
     args.extend_from_slice(mode);
     args.push("ip");
     let cap = Capture::start(xcap_cmd(&args), "capturing from");
-    t.forward_and_quit(30);
+    t.forward(30);
     let (code, stderr) = cap.stop();
+    t.quit();
     assert_eq!(code, 0, "{stderr}");
     let pkts = read_packets_ts(&file);
     let meta = metadata(&file);

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod testpmd;
+
 pub const XCAP: &str = env!("CARGO_BIN_EXE_xcap");
 
 pub fn require_root() {
