@@ -402,16 +402,19 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	hlen = *(volatile __u32 *)&s->src.synth_len;
 	/*
 	 * Start at the MAC header when the skb has a real one; otherwise at the
-	 * network header, as raw IP. Never invent a link-layer header.
+	 * network header, as raw IP. Never invent a link-layer header. A
+	 * network header at offset 0 was never set: an skb built whole by its
+	 * sender (AF_XDP copy-mode TX, packet sockets) that eth_type_trans gave
+	 * a MAC header, seen before __netif_receive_skb_core sets the rest.
 	 */
 	if (hlen) {
 		start = data;
 		c.raw = 1;
-	} else if (mac != (__u16)~0U && nh != (__u16)~0U && nh > mac &&
+	} else if (mac != (__u16)~0U && nh != (__u16)~0U && (nh > mac || nh == 0) &&
 		   (type == ARPHRD_ETHER || type == ARPHRD_LOOPBACK)) {
 		start = head + mac;
 	} else {
-		start = nh != (__u16)~0U ? head + nh : data;
+		start = nh != (__u16)~0U && nh != 0 ? head + nh : data;
 		c.raw = 1;
 	}
 
