@@ -13,6 +13,7 @@ use xcap_plugins::Plugins;
 
 // Built-in sources and sinks register themselves; linking them is enough.
 use xcap_sinks as _;
+use xcap_source_afxdp as _;
 use xcap_source_dpdk as _;
 use xcap_source_kernel as _;
 
@@ -216,6 +217,33 @@ fn command() -> clap::Command {
         cmd = cmd.args((s.args)());
     }
     cmd
+}
+
+/// Refuse an option of a source the capture does not use: silently
+/// ignoring `--hook` in a capture without the kernel source would capture
+/// something other than what was asked.
+fn unused_source_options(used: &[String], m: &clap::ArgMatches) -> Result<(), Error> {
+    for s in registry::sources().filter(|s| !used.iter().any(|u| u == s.name)) {
+        for a in (s.args)() {
+            let given =
+                m.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine);
+            if given {
+                let name = a
+                    .get_long()
+                    .map_or_else(|| a.get_id().to_string(), |l| format!("--{l}"));
+                let what = if used.iter().any(|u| u == "file") {
+                    "-r reads a file".to_string()
+                } else {
+                    format!("--source {}", used.join(","))
+                };
+                return Err(Error::input(format!(
+                    "{name} is an option of the {} source, which this capture does not use ({what})",
+                    s.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A sink to open: a built-in or a plugin's.
@@ -425,6 +453,7 @@ fn run(cli: Cli, matches: &registry::SourceArgs) -> Result<(), Error> {
             source_names.push(n.clone());
         }
     }
+    unused_source_options(&source_names, matches)?;
     if cli.dry_run {
         return dry_run(&source_names, &capture, matches, &plugins);
     }

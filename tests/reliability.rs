@@ -95,6 +95,15 @@ fn bad_input_is_one_line_and_exit_2() {
             "not a file size",
         ),
         (
+            vec![
+                "--source".into(),
+                "afxdp".into(),
+                "--hook".into(),
+                "ip_rcv".into(),
+            ],
+            "--hook is an option of the kernel source, which this capture does not use",
+        ),
+        (
             vec!["-C".into(), "10q".into(), "-w".into(), d("r.pcap")],
             "not a file size",
         ),
