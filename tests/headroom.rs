@@ -60,6 +60,8 @@ fn kind(object: &str, program: &str) -> &'static str {
         "xcap_kprobe_each" => "kprobe (wildcard, one each)",
         "xcap_dpdk_entry" => "DPDK entry",
         "xcap_dpdk_return" => "DPDK return",
+        "xcap_xsk_rx" => "AF_XDP RX",
+        "xcap_xsk_drop" => "AF_XDP drops",
         p if p.starts_with("xcap_untrack") => "free tracking",
         p if p.starts_with("xcap_expand") => "buffer follower",
         _ => "other",
@@ -69,15 +71,19 @@ fn kind(object: &str, program: &str) -> &'static str {
 /// One measurement: (kind, program, options, expression, instructions).
 type Row = (String, String, String, String, u64);
 
-/// Verify the programs of the kernel source (and the DPDK source, with
-/// `dpdk`) for `cfg` and `k`; their rows.
-fn measure(cfg: &CaptureConfig, k: &KernelArgs, dpdk: bool, opts: &str, expr: &str) -> Vec<Row> {
+/// Verify the programs of the kernel source (and the DPDK and AF_XDP
+/// sources, with `others`) for `cfg` and `k`; their rows.
+fn measure(cfg: &CaptureConfig, k: &KernelArgs, others: bool, opts: &str, expr: &str) -> Vec<Row> {
     let mut stats: Vec<ProgramStat> = xcap_source_kernel::verify_with(cfg, k)
         .unwrap_or_else(|e| panic!("kernel {opts} '{expr}': refused: {e}"));
-    if dpdk {
+    if others {
         stats.extend(
             xcap_source_dpdk::verify_with(cfg, &DpdkArgs::default())
                 .unwrap_or_else(|e| panic!("dpdk '{expr}': refused: {e}")),
+        );
+        stats.extend(
+            xcap_source_afxdp::verify(cfg)
+                .unwrap_or_else(|e| panic!("afxdp '{expr}': refused: {e}")),
         );
     }
     stats
@@ -130,8 +136,8 @@ fn function_hooks_work() -> bool {
 }
 
 /// Every program kind this kernel allows, with the corpus and the options:
-/// the corpus at a tracepoint and the drop tracepoint and in the DPDK
-/// probes, each expression with and without the heavy options; then every
+/// the corpus at a tracepoint and the drop tracepoint, in the DPDK probes
+/// and the AF_XDP programs, each expression with and without the heavy options; then every
 /// function-hook kind with the heavy options for no filter, the long
 /// expressions and the corpus's heaviest. `all_kinds`: function hooks must
 /// work here.
@@ -153,6 +159,9 @@ fn run_here(all_kinds: bool) -> Vec<Row> {
             let (cfg, k) = config(&["tp:net:netif_receive_skb"], e, heavy);
             rows.extend(measure(&cfg, &k, true, opts, e));
         }
+    }
+    for k in ["DPDK entry", "DPDK return", "AF_XDP RX", "AF_XDP drops"] {
+        assert!(rows.iter().any(|r| r.0 == k), "no {k} program measured");
     }
     let functions = function_hooks_work();
     assert!(

@@ -37,6 +37,7 @@ enum xcap_flags {
 				* value, no packet data; it completes the last
 				* packet this thread captured at the hook */
 	XCAP_F_SYNTH_L3 = 1 << 3, /* the IP header was made up from the socket */
+	XCAP_F_XSK_ZC = 1 << 4,   /* AF_XDP: the socket is in zero-copy mode */
 };
 
 struct xcap_event {

@@ -18,6 +18,7 @@ pub const F_DROP: u16 = 1;
 pub const F_STACK: u16 = 2;
 pub const F_RET: u16 = 4;
 pub const F_SYNTH_L3: u16 = 8;
+pub const F_XSK_ZC: u16 = 16;
 
 pub const CNT_SEEN: usize = 0;
 pub const CNT_LOST: usize = 1;

@@ -4,6 +4,7 @@
 //! messages, summing per-CPU counters, and interning strings that repeat on
 //! every packet.
 
+pub mod iface;
 pub mod runtime;
 
 use std::collections::HashMap;

@@ -11,7 +11,6 @@ mod args;
 mod backends;
 mod btf;
 mod config;
-mod iface;
 mod ksyms;
 
 use std::cell::RefCell;
@@ -20,7 +19,7 @@ use std::sync::Arc;
 
 use libbpf_rs::{Link, Object};
 use xcap_bpf_common::runtime::{self, Rodata, RtConfig};
-use xcap_bpf_common::Interned;
+use xcap_bpf_common::{iface, Interned};
 use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, F_RET, MAX_IFACES};
 use xcap_core::registry::ProgramStat;
 use xcap_core::{
