@@ -19,6 +19,8 @@ pub struct Owner {
 #[derive(Default)]
 pub struct Owners {
     known: HashMap<u32, Owner>,
+    /// Sockets looked for and not found (closed, or not yet visible).
+    missed: std::collections::HashSet<u32>,
     last_scan: Option<Instant>,
 }
 
@@ -31,11 +33,17 @@ impl Owners {
         if let Some(o) = self.known.get(&ino) {
             return Some(o.clone());
         }
-        if self.last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
+        // A socket not looked for yet is looked for at once (an application
+        // started while capturing); one already missed, at most every RESCAN.
+        if self.missed.contains(&ino) && self.last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
             return None;
         }
         self.scan();
-        self.known.get(&ino).cloned()
+        let found = self.known.get(&ino).cloned();
+        if found.is_none() && self.missed.len() < 4096 {
+            self.missed.insert(ino);
+        }
+        found
     }
 
     /// Every socket of every process. A socket shared by several processes
@@ -75,6 +83,7 @@ impl Owners {
                 });
             }
         }
+        self.missed.retain(|i| !found.contains_key(i));
         self.known = found;
     }
 }
