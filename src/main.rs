@@ -531,6 +531,9 @@ fn run(cli: Cli, matches: &registry::SourceArgs) -> Result<(), Error> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Set by a signal only: -c or a failure also set `stop`, and a signal
+    // that arrives while they wind down is a first signal, not a second.
+    let signalled = Arc::new(AtomicBool::new(false));
     // SIGHUP too: a closed terminal ends the capture with its files whole, as
     // in tcpdump.
     for sig in [
@@ -539,7 +542,8 @@ fn run(cli: Cli, matches: &registry::SourceArgs) -> Result<(), Error> {
         signal_hook::consts::SIGHUP,
     ] {
         // A second signal while stopping ends the process at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+        signal_hook::flag::register_conditional_shutdown(sig, 1, signalled.clone())
+            .and_then(|_| signal_hook::flag::register(sig, signalled.clone()))
             .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
             .map_err(|e| Error::runtime(format!("cannot install signal handler: {e}")))?;
     }

@@ -592,6 +592,32 @@ fn stop_signals_leave_whole_files() {
     }
 }
 
+/// A signal that arrives while -c winds the capture down is a first signal:
+/// the capture still ends whole, exit 0. (It used to count as a second
+/// one and end xcap at once with exit 1, the summary unwritten: seen with
+/// a DPDK source slow to detach.)
+#[test]
+fn a_signal_while_count_winds_down_is_not_a_second_signal() {
+    let dir = tmpdir("count-then-signal");
+    let f = dir.join("c.pcapng");
+    let so = gen_so();
+    let mut c = Command::new(XCAP);
+    c.args(["--plugin", so.to_str().unwrap(), "--source", "gen"])
+        .args(["--plugin-opt", "gen.rate=2000"])
+        // The source takes 3 s to stop, as a slow detach would.
+        .args(["--plugin-opt", "gen.linger_ms=3000", "-c", "5", "-w"])
+        .arg(&f);
+    let xc = Capture::start(c, READY);
+    assert!(wait_until(20, || seqs_so_far(&f) >= 5));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(xc.pid() as i32, libc::SIGINT) };
+    let (code, _, err) = xc.end(false);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("5 packets captured"), "{err}");
+    assert_eq!(seqs(&f), (0..5).collect::<Vec<u64>>());
+    assert_eq!(tshark_count(&f), 5);
+}
+
 fn seqs_so_far(path: &Path) -> usize {
     packets_so_far(path).len()
 }

@@ -21,6 +21,8 @@ struct Gen {
     lost: u64,
     fail_after: Option<u64>,
     panic_after: Option<u64>,
+    /// How long to take to stop once done (a source slow to detach).
+    linger: Duration,
 }
 
 fn num(v: &str) -> Result<u64, String> {
@@ -72,6 +74,7 @@ impl SourcePlugin for Gen {
             lost: 0,
             fail_after: None,
             panic_after: None,
+            linger: Duration::ZERO,
         };
         cfg.parse_opts(|k, v| {
             Some(match k {
@@ -88,6 +91,7 @@ impl SourcePlugin for Gen {
                 "lost" => num(v).map(|n| g.lost = n),
                 "fail_after" => num(v).map(|n| g.fail_after = Some(n)),
                 "panic_after" => num(v).map(|n| g.panic_after = Some(n)),
+                "linger_ms" => num(v).map(|n| g.linger = Duration::from_millis(n)),
                 _ => return None,
             })
         })?;
@@ -95,6 +99,14 @@ impl SourcePlugin for Gen {
     }
 
     fn run(&mut self, host: &Host) -> Result<(), String> {
+        let r = self.generate(host);
+        std::thread::sleep(self.linger);
+        r
+    }
+}
+
+impl Gen {
+    fn generate(&mut self, host: &Host) -> Result<(), String> {
         let start = Instant::now();
         let pid = std::process::id();
         let mut seq = 0u64;
