@@ -62,6 +62,8 @@ fn kind(object: &str, program: &str) -> &'static str {
         "xcap_dpdk_return" => "DPDK return",
         "xcap_xsk_rx" => "AF_XDP RX",
         "xcap_xsk_drop" => "AF_XDP drops",
+        "xcap_xsk_tx" => "AF_XDP TX (6.3+)",
+        "xcap_xsk_seed" => "AF_XDP socket seed (6.3+)",
         p if p.starts_with("xcap_untrack") => "free tracking",
         p if p.starts_with("xcap_expand") => "buffer follower",
         _ => "other",

@@ -1,12 +1,14 @@
 //! xcap's AF_XDP source: the packets the kernel delivers to AF_XDP
 //! sockets, which tcpdump cannot see (they leave the stack at XDP, before
-//! its capture point). Read from the socket's RX ring at the xdp_redirect
-//! tracepoint (bpf/afxdp.bpf.c); drops before the ring are counted per
-//! socket and reason at xdp_redirect_err. The shared capture runtime
-//! (xcap_bpf_common::runtime) filters, copies and delivers.
+//! its capture point), and the packets AF_XDP applications send. Read from
+//! the socket's RX ring at the xdp_redirect tracepoint, and from its TX
+//! ring as a send returns (sock_send_length, 6.3+) (bpf/afxdp.bpf.c);
+//! drops before the RX ring are counted per socket and reason at
+//! xdp_redirect_err. The shared capture runtime (xcap_bpf_common::runtime)
+//! filters, copies and delivers.
 //!
-//! Not built yet, and refused or said where it matters: the packets an
-//! application transmits (TX), per-socket XDP_STATISTICS.
+//! Not built yet: per-socket XDP_STATISTICS in the summary; TX on kernels
+//! before 6.3 (said in one line when capturing).
 
 mod config;
 mod owners;
@@ -27,9 +29,14 @@ use crate::config::{AfxdpConfig, DropKey};
 use crate::owners::Owners;
 
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/afxdp.bpf.o"));
-/// The one hook: packets written to an AF_XDP socket's RX ring.
-const RX_HOOK: &str = "xsk_rx";
-const PROGS: [(&str, Option<&str>); 2] = [("xcap_xsk_rx", None), ("xcap_xsk_drop", None)];
+/// The hooks, by the index in records (XCAP_XSK_HOOK_*): packets written
+/// to an AF_XDP socket's RX ring, and taken from its TX ring.
+const HOOKS: [&str; 2] = ["xsk_rx", "xsk_tx"];
+/// The programs of the RX side, and of the TX side (seed first).
+const RX_PROGS: [&str; 2] = ["xcap_xsk_rx", "xcap_xsk_drop"];
+const TX_PROGS: [&str; 2] = ["xcap_xsk_seed", "xcap_xsk_tx"];
+/// The tracepoint the TX side needs (Linux 6.3 and later).
+const TX_TRACEPOINT: &str = "btf_trace_sock_send_length";
 
 inventory::submit! {
     SourceFactory {
@@ -43,29 +50,58 @@ inventory::submit! {
 }
 
 fn open(cfg: &CaptureConfig, _m: &SourceArgs) -> Result<Box<dyn Source>> {
-    let (obj, _) = load(cfg)?;
+    let tx = tx_supported();
+    if !tx {
+        eprintln!(
+            "xcap: afxdp: packets AF_XDP applications send are not captured on this kernel: \
+             it has no sock:sock_send_length tracepoint (Linux 6.3 and later)"
+        );
+    }
+    let (obj, _) = load(cfg, tx)?;
     let watch = iface::Watch::start(&cfg.interfaces, cfg.netns.as_deref())?;
-    let mut links = Vec::new();
-    for (name, _) in PROGS {
+    let attach = |name: &str| -> Result<Link> {
         let prog = obj
             .progs_mut()
             .find(|p| p.name() == name)
             .ok_or_else(|| Error::runtime(format!("program {name} missing")))?;
-        links.push(prog.attach().map_err(|e| {
+        prog.attach().map_err(|e| {
             xcap_bpf_common::libbpf_error(&format!("attach {name} (AF_XDP source)"), e)
-        })?);
+        })
+    };
+    let mut links = Vec::new();
+    if tx {
+        // Where each open socket's TX ring stands now, before the TX
+        // program runs: only what is sent from here on is captured.
+        let seed = attach(TX_PROGS[0])?;
+        let mut it = libbpf_rs::Iter::new(&seed)
+            .map_err(|e| xcap_bpf_common::libbpf_error("run the AF_XDP socket iterator", e))?;
+        std::io::copy(&mut it, &mut std::io::sink())
+            .map_err(|e| Error::runtime(format!("AF_XDP socket iterator: {e}")))?;
+        links.push(attach(TX_PROGS[1])?);
+    }
+    for name in RX_PROGS {
+        links.push(attach(name)?);
     }
     Ok(Box::new(AfxdpSource { obj, links, watch }))
+}
+
+/// Whether the running kernel has the tracepoint the TX side needs.
+fn tx_supported() -> bool {
+    libbpf_rs::btf::Btf::from_vmlinux().is_ok_and(|b| {
+        b.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(TX_TRACEPOINT)
+            .is_some()
+    })
 }
 
 /// `--dry-run`: load (and so verify) the programs, attach nothing; what the
 /// verifier did.
 pub fn verify(cfg: &CaptureConfig) -> Result<Vec<ProgramStat>> {
-    Ok(load(cfg)?.1)
+    Ok(load(cfg, tx_supported())?.1)
 }
 
-/// Load (and so verify) the programs; nothing attached.
-fn load(cfg: &CaptureConfig) -> Result<(Object, Vec<ProgramStat>)> {
+/// Load (and so verify) the programs, the TX side's with `tx`; nothing
+/// attached.
+fn load(cfg: &CaptureConfig, tx: bool) -> Result<(Object, Vec<ProgramStat>)> {
     let snaplen = runtime::snaplen(cfg.snaplen, "afxdp")?;
     let mut ifaces = iface::resolve(&cfg.interfaces, cfg.netns.as_deref())?;
     if ifaces.is_empty() {
@@ -96,12 +132,16 @@ fn load(cfg: &CaptureConfig) -> Result<(Object, Vec<ProgramStat>)> {
         src,
     };
     let image = runtime::image(BPF_OBJECT, cfg.filter.as_deref())?;
+    let mut progs: Vec<(&str, Option<&str>)> = RX_PROGS.iter().map(|p| (*p, None)).collect();
+    if tx {
+        progs.extend(TX_PROGS.iter().map(|p| (*p, None)));
+    }
     runtime::load(&runtime::LoadSpec {
         what: "the AF_XDP programs",
         image: &image,
-        progs: PROGS.to_vec(),
+        progs,
         rodata: rodata.as_bytes(),
-        hooks: 1,
+        hooks: HOOKS.len() as u32,
         ring: runtime::Ring::Own(runtime::ring_bytes(cfg.buffer_kib)),
         shared_maps: &[],
         sizes: &[],
@@ -161,7 +201,11 @@ impl Source for AfxdpSource {
             (delivered, bad)
         };
         report_drops(&self.obj, &mut decoder.owners);
-        let hooks: Vec<HookStats> = vec![runtime::hook_stats(&self.obj, 0, RX_HOOK)];
+        let hooks: Vec<HookStats> = HOOKS
+            .iter()
+            .enumerate()
+            .map(|(i, h)| runtime::hook_stats(&self.obj, i as u32, h))
+            .collect();
         let dropped = hooks.iter().map(|h| h.lost).sum::<u64>() + bad;
         Ok(SourceReport {
             name: "afxdp".into(),
@@ -231,7 +275,7 @@ struct Decoder {
     /// Source-specific metadata values, made once each.
     texts: HashMap<(u32, u32, bool), [(String, String); 3]>,
     source: Arc<str>,
-    hook: Arc<str>,
+    hooks: [Arc<str>; 2],
     wall_offset: u64,
     bad: u64,
 }
@@ -244,7 +288,7 @@ impl Decoder {
             comms: Interned::default(),
             texts: HashMap::new(),
             source: Arc::from("afxdp"),
-            hook: Arc::from(RX_HOOK),
+            hooks: HOOKS.map(Arc::from),
             wall_offset,
             bad: 0,
         }
@@ -256,18 +300,30 @@ impl Decoder {
             return None;
         };
         let h = r.hdr;
+        let Some(hook) = self.hooks.get(h.hook as usize).cloned() else {
+            self.bad += 1;
+            return None;
+        };
         // `location` carries the socket's inode and the XDP program's id.
         let sock = h.location as u32;
         let prog = (h.location >> 32) as u32;
         let zc = h.flags & F_XSK_ZC != 0;
-        let (pid, tid, comm) = match self.owners.get(sock) {
-            Some(o) => (Some(o.pid), None, Some(o.comm)),
-            // The socket closed before it was looked up: who delivered it.
-            None => (
+        let task = |d: &mut Decoder| {
+            (
                 Some(h.pid),
                 Some(h.tid),
-                Some(self.comms.get(h.comm, |k| event::cstr(k).into())),
-            ),
+                Some(d.comms.get(h.comm, |k| event::cstr(k).into())),
+            )
+        };
+        let (pid, tid, comm) = if h.dir == event::DIR_OUT {
+            // TX is captured in the sending thread.
+            task(self)
+        } else {
+            match self.owners.get(sock) {
+                Some(o) => (Some(o.pid), None, Some(o.comm)),
+                // The socket closed before it was looked up: who delivered it.
+                None => task(self),
+            }
         };
         let extra = self
             .texts
@@ -285,7 +341,7 @@ impl Decoder {
             .to_vec();
         let meta = Meta {
             source: self.source.clone(),
-            hook: self.hook.clone(),
+            hook,
             dir: h.direction(),
             ifindex: h.ifindex,
             ifname: self

@@ -2,7 +2,7 @@
 /*
  * xcap AF_XDP source: the packets the kernel delivers to AF_XDP sockets.
  *
- * RX: tp_btf/xdp_redirect with an XSKMAP target and no error fires right
+ * RX: the xdp_redirect tracepoint with an XSKMAP target and no error fires right
  * after the kernel wrote the packet's descriptor to the socket's RX ring,
  * at cached_prod - 1 (the application sees it only at the flush that ends
  * the NAPI poll, so nobody can have consumed it yet). The bytes are in the
@@ -11,7 +11,7 @@
  * multi-buffer packet's earlier descriptors precede it on the ring, marked
  * XDP_PKT_CONTD.
  *
- * RX drops: tp_btf/xdp_redirect_err with an XSKMAP target: the packet never
+ * RX drops: xdp_redirect_err with an XSKMAP target: the packet never
  * reached the ring (RX ring full, fill ring empty, wrong queue, socket not
  * bound, frame too large). The tracepoint gives no packet, so drops are
  * counted per socket and error, not captured.
@@ -19,6 +19,14 @@
  * Both run in the context of whoever delivered the packet (softirq, or the
  * sender), so the socket's inode is recorded and the owning process found
  * in userspace, as `ss -p` does.
+ *
+ * TX (copy mode): sock:sock_send_length (6.3+) fires as a send on the
+ * socket returns. The kernel consumed the TX ring's descriptors up to
+ * cached_cons; xcap captures those from where it stopped the last time
+ * (tx_seen), so descriptors a poll() sent are caught up at the next send.
+ * Sockets that exist when xcap starts are seeded by a task_file iterator;
+ * one not seeded is new, and its ring starts at 0. This runs in the
+ * sending thread, whose pid and comm are the application's.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -40,6 +48,16 @@ struct {
 	__type(key, struct xcap_xsk_drop_key);
 	__type(value, __u64);
 } drops SEC(".maps");
+
+/* Per socket (struct xdp_sock address): TX descriptors captured so far. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} tx_seen SEC(".maps");
+
+#define XCAP_AF_XDP 44
 
 static __always_inline bool iface_selected(__u32 ifindex, __u32 netns)
 {
@@ -160,7 +178,12 @@ static __always_inline void xcap_copy_rest(struct xcap_copy *c)
 	c->trunc = f.trunc;
 }
 
-SEC("tp_btf/xdp_redirect")
+/*
+ * raw_tp, not tp_btf: the target argument is a `const void *`, which the
+ * verifier of 6.1 and 6.12 refuses to read from a tp_btf context ("arg2
+ * type UNKNOWN is not a struct"). Every pointer is read with CO-RE.
+ */
+SEC("raw_tp/xdp_redirect")
 int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *xdp,
 	     const void *tgt, int err, enum bpf_map_type type, __u32 map_id, __u32 index)
 {
@@ -178,7 +201,7 @@ int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *x
 	netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	if (!iface_selected(ifindex, netns))
 		return 0;
-	xcap_count(0, XCAP_CNT_SEEN, 1);
+	xcap_count(XCAP_XSK_HOOK_RX, XCAP_CNT_SEEN, 1);
 	s = xcap_scratch(&c.cpu);
 	rx = BPF_CORE_READ(xs, rx);
 	if (!s || !rx)
@@ -215,7 +238,7 @@ int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *x
 	first = d.len < c.cap ? d.len : c.cap;
 	c.off = xcap_copy(s->data, 0, addrs + umem_off(d.addr), first, false);
 	c.trunc = c.off != first;
-	if (!xcap_filter_copy(s, &c, 0, false))
+	if (!xcap_filter_copy(s, &c, XCAP_XSK_HOOK_RX, false))
 		return 0;
 
 	struct xcap_event *ev = xcap_event_of(s);
@@ -231,11 +254,192 @@ int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *x
 	ev->flags = BPF_CORE_READ(xs, zc) ? XCAP_F_XSK_ZC : 0;
 	ev->queue = BPF_CORE_READ(xs, queue_id);
 	BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
-	xcap_emit(ctx, s, &c, 0);
+	xcap_emit(ctx, s, &c, XCAP_XSK_HOOK_RX);
 	return 0;
 }
 
-SEC("tp_btf/xdp_redirect_err")
+/* One TX packet: `nr` descriptors from ring index `first`, `total` bytes
+ * (s->src holds the ring and the socket's metadata). A global function:
+ * verified once, not per state of the loop over the send's descriptors. */
+__attribute__((noinline)) int xcap_xsk_tx_pkt(__u32 cpu, __u32 first, __u32 nr, __u32 total)
+{
+	__u32 key = cpu;
+	struct xcap_scratch *s = bpf_map_lookup_elem(&scratch_map, &key);
+	struct xcap_copy c = { .cpu = cpu };
+	struct xdp_desc d;
+	__u32 len;
+
+	if (!s || read_desc(s->src.descs, s->src.mask, first, &d))
+		return 0;
+	s->src.first = first;
+	s->src.nr = nr;
+	c.total = total;
+	c.cap = c.total < xcap_cfg.rt.snaplen ? c.total : xcap_cfg.rt.snaplen;
+	len = d.len < c.cap ? d.len : c.cap;
+	c.off = xcap_copy(s->data, 0, s->src.addrs + umem_off(d.addr), len, false);
+	c.trunc = c.off != len;
+	if (!xcap_filter_copy(s, &c, XCAP_XSK_HOOK_TX, false))
+		return 0;
+
+	struct xcap_event *ev = xcap_event_of(s);
+
+	ev->skb = s->src.addrs + umem_off(d.addr);
+	ev->location = s->src.tx_location;
+	ev->ifindex = s->src.tx_ifindex;
+	ev->netns = s->src.tx_netns;
+	ev->drop_reason = 0;
+	ev->dir = XCAP_DIR_OUT;
+	ev->flags = s->src.tx_flags;
+	ev->queue = s->src.tx_queue;
+	__builtin_memcpy(ev->ifname, s->src.tx_ifname, sizeof(ev->ifname));
+	/* No stack: stacks are the kernel source's option. */
+	xcap_emit(NULL, s, &c, XCAP_XSK_HOOK_TX);
+	return 0;
+}
+
+/* Going through a send's descriptors (bpf_loop). */
+struct send {
+	__u64 descs;
+	__u32 mask;
+	__u32 idx;   /* next descriptor */
+	__u32 end;   /* one past the last */
+	__u32 first; /* the packet being gathered: its first descriptor */
+	__u32 nr;
+	__u32 total;
+	__u32 cpu;
+};
+
+static long tx_cb(__u64 i, void *data)
+{
+	struct send *t = data;
+	struct xdp_desc d;
+
+	if (t->idx == t->end || read_desc(t->descs, t->mask, t->idx, &d))
+		return 1;
+	if (!t->nr)
+		t->first = t->idx;
+	t->nr++;
+	t->total += d.len;
+	t->idx++;
+	/* A multi-buffer packet goes on in the next descriptor. */
+	if ((d.options & XCAP_XDP_PKT_CONTD) && t->nr < XCAP_XSK_MAX_FRAGS)
+		return 0;
+	xcap_xsk_tx_pkt(t->cpu, t->first, t->nr, t->total);
+	t->nr = 0;
+	t->total = 0;
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(xcap_xsk_tx, struct sock *sk, int ret, int flags)
+{
+	struct xdp_sock *xs = (void *)sk;
+	struct xcap_scratch *s;
+	struct xsk_queue *tx;
+	struct net_device *dev;
+	__u32 cpu, cons, from = 0, n, size, *seen;
+	__u64 key = (__u64)sk;
+
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != XCAP_AF_XDP)
+		return 0;
+	tx = BPF_CORE_READ(xs, tx);
+	if (!tx)
+		return 0;
+	cons = BPF_CORE_READ(tx, cached_cons);
+	seen = bpf_map_lookup_elem(&tx_seen, &key);
+	if (seen)
+		from = *seen;
+	if (cons == from)
+		return 0;
+	bpf_map_update_elem(&tx_seen, &key, &cons, BPF_ANY);
+
+	dev = BPF_CORE_READ(xs, dev);
+	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+
+	if (!iface_selected(ifindex, netns))
+		return 0;
+	n = cons - from;
+	size = BPF_CORE_READ(tx, nentries);
+	if (n > size) {
+		/* A socket at the address of a closed one, starting over; or
+		 * more sent than the ring holds since the last look: the
+		 * oldest descriptors are overwritten, counted lost. */
+		if (cons <= size) {
+			from = 0;
+		} else {
+			xcap_count(XCAP_XSK_HOOK_TX, XCAP_CNT_LOST, n - size);
+			from = cons - size;
+		}
+		n = cons - from;
+	}
+	if (n > XCAP_XSK_MAX_TX) {
+		xcap_count(XCAP_XSK_HOOK_TX, XCAP_CNT_LOST, n - XCAP_XSK_MAX_TX);
+		from = cons - XCAP_XSK_MAX_TX;
+		n = XCAP_XSK_MAX_TX;
+	}
+	xcap_count(XCAP_XSK_HOOK_TX, XCAP_CNT_SEEN, n);
+	s = xcap_scratch(&cpu);
+	if (!s)
+		return 0;
+
+	struct send t = {
+		.descs = (__u64)BPF_CORE_READ(tx, ring) +
+			 bpf_core_field_offset(struct xdp_rxtx_ring, desc),
+		.mask = BPF_CORE_READ(tx, ring_mask),
+		.idx = from,
+		.end = cons,
+		.cpu = cpu,
+	};
+
+	s->src.descs = t.descs;
+	s->src.addrs = (__u64)BPF_CORE_READ(xs, pool, addrs);
+	s->src.mask = t.mask;
+	s->src.tx_ifindex = ifindex;
+	s->src.tx_netns = netns;
+	s->src.tx_queue = BPF_CORE_READ(xs, queue_id);
+	s->src.tx_flags = BPF_CORE_READ(xs, zc) ? XCAP_F_XSK_ZC : 0;
+	s->src.tx_location = sock_ino(xs);
+	BPF_CORE_READ_STR_INTO(&s->src.tx_ifname, dev, name);
+	bpf_loop(XCAP_XSK_MAX_TX, tx_cb, &t, 0);
+	return 0;
+}
+
+/*
+ * Run once before xcap attaches the rest: every AF_XDP socket open now gets
+ * its TX ring's consumer index in tx_seen, so only what it sends from here
+ * on is captured.
+ */
+SEC("iter/task_file")
+int xcap_xsk_seed(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct socket *sock;
+	struct sock *sk;
+	struct xsk_queue *tx;
+	__u64 key;
+	__u32 cons;
+
+	if (!file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	/* A socket's file and its struct socket point at each other; any
+	 * other file's private_data is something else. */
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != XCAP_AF_XDP)
+		return 0;
+	tx = BPF_CORE_READ((struct xdp_sock *)sk, tx);
+	if (!tx)
+		return 0;
+	cons = BPF_CORE_READ(tx, cached_cons);
+	key = (__u64)sk;
+	bpf_map_update_elem(&tx_seen, &key, &cons, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("raw_tp/xdp_redirect_err")
 int BPF_PROG(xcap_xsk_drop, const struct net_device *dev, const struct bpf_prog *xdp,
 	     const void *tgt, int err, enum bpf_map_type type, __u32 map_id, __u32 index)
 {
