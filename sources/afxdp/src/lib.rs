@@ -19,7 +19,7 @@ use std::sync::Arc;
 use libbpf_rs::{Link, MapCore, MapFlags, Object};
 use xcap_bpf_common::runtime::{self, Rodata, RtConfig};
 use xcap_bpf_common::{iface, Interned};
-use xcap_core::event::{self, F_XSK_ZC, MAX_IFACES};
+use xcap_core::event::{self, F_XSK_ZC};
 use xcap_core::registry::{HookStats, ProgramStat, SourceArgs};
 use xcap_core::{
     CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
@@ -103,17 +103,7 @@ pub fn verify(cfg: &CaptureConfig) -> Result<Vec<ProgramStat>> {
 /// attached.
 fn load(cfg: &CaptureConfig, tx: bool) -> Result<(Object, Vec<ProgramStat>)> {
     let snaplen = runtime::snaplen(cfg.snaplen, "afxdp")?;
-    let mut ifaces = iface::resolve(&cfg.interfaces, cfg.netns.as_deref())?;
-    if ifaces.is_empty() {
-        if let Some(ns) = &cfg.netns {
-            ifaces.push((0, iface::netns_inode(ns)?));
-        }
-    }
-    if ifaces.len() > MAX_IFACES {
-        return Err(Error::input(format!(
-            "too many interfaces: at most {MAX_IFACES} -i options"
-        )));
-    }
+    let ifaces = iface::selection(&cfg.interfaces, cfg.netns.as_deref())?;
     let mut src = AfxdpConfig {
         nr_ifaces: ifaces.len() as u32,
         ..Default::default()

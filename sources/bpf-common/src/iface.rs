@@ -77,6 +77,26 @@ pub fn resolve(names: &[String], netns: Option<&str>) -> Result<Vec<(u32, u32)>>
     Ok(idx.into_iter().map(|i| (i, ns)).collect())
 }
 
+/// What a BPF source matches packets against for `-i` and `--netns`:
+/// (ifindex, netns inode) pairs, ifindex 0 for every interface of a
+/// namespace; empty for everything. At most `MAX_IFACES` (the BPF side's
+/// table).
+pub fn selection(names: &[String], netns: Option<&str>) -> Result<Vec<(u32, u32)>> {
+    let mut ifaces = resolve(names, netns)?;
+    if ifaces.is_empty() {
+        if let Some(ns) = netns {
+            ifaces.push((0, netns_inode(ns)?));
+        }
+    }
+    let max = xcap_core::event::MAX_IFACES;
+    if ifaces.len() > max {
+        return Err(Error::input(format!(
+            "too many interfaces: at most {max} -i options"
+        )));
+    }
+    Ok(ifaces)
+}
+
 /// Inode of the namespace named by `--netns` (to match all of its interfaces).
 pub fn netns_inode(spec: &str) -> Result<u32> {
     let path = netns_path(spec);

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use libbpf_rs::{Link, Object};
 use xcap_bpf_common::runtime::{self, Rodata, RtConfig};
 use xcap_bpf_common::{iface, Interned};
-use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, F_RET, MAX_IFACES};
+use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, F_RET};
 use xcap_core::registry::ProgramStat;
 use xcap_core::{
     CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
@@ -681,17 +681,7 @@ fn prepare(cfg: &CaptureConfig, k: &KernelArgs) -> Result<Prepared> {
     }
     let btf = KernelBtf::load()?;
     let hooks = plan_hooks(k, &btf)?;
-    let mut ifaces = iface::resolve(&cfg.interfaces, cfg.netns.as_deref())?;
-    if ifaces.is_empty() {
-        if let Some(ns) = &cfg.netns {
-            ifaces.push((0, iface::netns_inode(ns)?));
-        }
-    }
-    if ifaces.len() > MAX_IFACES {
-        return Err(Error::input(format!(
-            "too many interfaces: at most {MAX_IFACES} -i options"
-        )));
-    }
+    let ifaces = iface::selection(&cfg.interfaces, cfg.netns.as_deref())?;
     let (pid, comm) = task_filter(k)?;
     if k.track && cfg.filter.is_none() {
         return Err(Error::input(
