@@ -8,11 +8,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::registry::{Batch, Sink, Source, SourceCtx, SourceReport};
+use crate::registry::{Batch, Link, Sink, Source, SourceCtx, SourceReport};
 use crate::{Error, Packet, Result};
 
 #[derive(Clone, Debug, Default)]
@@ -133,19 +133,57 @@ impl Waiting {
     }
 }
 
-struct Out<'a> {
-    sinks: &'a mut [Box<dyn Sink>],
+/// Everything after the sources: the user filter for sources that do not
+/// filter, the merge by watermark, `-c`, and the sinks.
+pub(crate) struct Flow {
+    sinks: Vec<Box<dyn Sink>>,
+    user_filter: Vec<Option<Arc<crate::Filter>>>,
+    waiting: Waiting,
+    watermarks: Vec<u64>,
+    live: Vec<bool>,
+    reports: Vec<Option<SourceReport>>,
     written: u64,
     per_source: Vec<u64>,
     count: Option<u64>,
     error: Option<Error>,
+    source_error: Option<Error>,
     closed: bool,
+    stop: Arc<AtomicBool>,
 }
 
-impl Out<'_> {
+impl Flow {
+    fn new(
+        sources: &[Box<dyn Source>],
+        sinks: Vec<Box<dyn Sink>>,
+        opts: &BusOptions,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let n = sources.len();
+        Flow {
+            sinks,
+            // Per source: the filter the bus must run for it, if any.
+            user_filter: sources
+                .iter()
+                .map(|s| (!s.filters()).then(|| opts.filter.clone()).flatten())
+                .collect(),
+            waiting: Waiting::default(),
+            watermarks: vec![0; n],
+            live: vec![true; n],
+            reports: vec![None; n],
+            written: 0,
+            per_source: vec![0; n],
+            count: opts.count,
+            error: None,
+            source_error: None,
+            closed: false,
+            stop,
+        }
+    }
+
     fn full(&self) -> bool {
         self.closed || self.error.is_some() || self.count.is_some_and(|c| self.written >= c)
     }
+
     fn emit(&mut self, src: usize, p: &Packet) {
         if self.full() {
             return;
@@ -163,6 +201,7 @@ impl Out<'_> {
         self.written += 1;
         self.per_source[src] += 1;
     }
+
     fn flush(&mut self) {
         for s in self.sinks.iter_mut() {
             match s.flush() {
@@ -176,49 +215,211 @@ impl Out<'_> {
             }
         }
     }
+
+    /// One batch of source `i` (`done`: its last, with how it ended). What
+    /// every live source's watermark has passed is written; runs written
+    /// whole go to `back`.
+    fn take(
+        &mut self,
+        i: usize,
+        mut packets: Vec<Packet>,
+        watermark: u64,
+        done: Option<Result<SourceReport>>,
+        back: &mut dyn FnMut(usize, Vec<Packet>),
+    ) {
+        if !self.full() {
+            if let Some(f) = &self.user_filter[i] {
+                packets.retain(|p| f.matches(p.link, &p.data, p.orig_len));
+            }
+            self.waiting.push(i, packets);
+        }
+        self.watermarks[i] = self.watermarks[i].max(watermark);
+        if let Some(done) = done {
+            self.live[i] = false;
+            match done {
+                Ok(r) => {
+                    if let (Some(m), None) = (&r.failure, &self.source_error) {
+                        self.source_error = Some(Error::runtime(m.clone()));
+                        self.stop.store(true, Ordering::Relaxed);
+                    }
+                    self.reports[i] = Some(r)
+                }
+                Err(e) => {
+                    if self.source_error.is_none() {
+                        self.source_error = Some(e);
+                    }
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        let limit = (0..self.live.len())
+            .filter(|&j| self.live[j])
+            .map(|j| self.watermarks[j])
+            .min()
+            .unwrap_or(u64::MAX);
+        let mut waiting = std::mem::take(&mut self.waiting);
+        let mut emitted = false;
+        waiting.drain_until(
+            limit,
+            |src, p| {
+                self.emit(src, p);
+                emitted = true;
+                !self.full()
+            },
+            back,
+        );
+        self.waiting = waiting;
+        // Once per batch, not per packet: a live reader sees output promptly.
+        if emitted {
+            self.flush();
+        }
+        if self.full() {
+            // -c reached, output closed or a sink failed: stop the sources;
+            // what they still send is dropped until they have all reported.
+            self.stop.store(true, Ordering::Relaxed);
+            self.waiting.clear();
+        }
+    }
+
+    /// Every source has ended: write what waits, finish the sinks.
+    fn finish(mut self, names: Vec<String>) -> BusReport {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.drain_until(
+            u64::MAX,
+            |src, p| {
+                self.emit(src, p);
+                !self.full()
+            },
+            |_, _| {},
+        );
+        let mut error = self.error.take().or(self.source_error.take());
+        let reports: Vec<SourceReport> = std::mem::take(&mut self.reports)
+            .into_iter()
+            .zip(names)
+            .map(|(r, name)| {
+                r.unwrap_or(SourceReport {
+                    name,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        for s in self.sinks.iter_mut() {
+            match s.finish(&reports) {
+                Ok(()) | Err(Error::Closed) => {}
+                Err(e) => {
+                    if error.is_none() {
+                        error = Some(e)
+                    }
+                }
+            }
+        }
+        BusReport {
+            sources: reports,
+            written: self.written,
+            per_source: self.per_source,
+            error,
+        }
+    }
+}
+
+/// A single source writes to the sinks on its own thread: with nothing to
+/// merge, handing batches to another thread costs more than the writing
+/// (wakeups, and every packet's memory read on another CPU).
+pub(crate) struct Direct {
+    flow: Flow,
+    /// Written batches, for the source to reuse (see SourceCtx::recycled).
+    recycled: Vec<Vec<Packet>>,
+}
+
+/// Written batches kept for reuse, per source.
+const RECYCLED_MAX: usize = 8;
+
+impl Direct {
+    pub(crate) fn take(&mut self, i: usize, packets: Vec<Packet>, watermark: u64) {
+        let recycled = &mut self.recycled;
+        self.flow.take(i, packets, watermark, None, &mut |_, v| {
+            if recycled.len() < RECYCLED_MAX {
+                recycled.push(v);
+            }
+        });
+    }
+    pub(crate) fn recycled(&mut self) -> Option<Vec<Packet>> {
+        self.recycled.pop()
+    }
+}
+
+fn spawn_source(
+    src: Box<dyn Source>,
+    ctx: SourceCtx,
+) -> Result<thread::JoinHandle<Result<SourceReport>>> {
+    let name = src.name().to_string();
+    thread::Builder::new()
+        .name(format!("xcap-{name}"))
+        .spawn(move || src.run(ctx))
+        .map_err(|e| Error::runtime(format!("cannot start source thread: {e}")))
+}
+
+fn joined(r: thread::Result<Result<SourceReport>>) -> Result<SourceReport> {
+    r.unwrap_or_else(|_| Err(Error::runtime("a source thread panicked")))
 }
 
 /// Run the sources until they end, `stop` is set, `-c` is reached or a sink
 /// fails; then finish every sink. Sources are already attached.
 pub fn run(
     sources: Vec<Box<dyn Source>>,
-    mut sinks: Vec<Box<dyn Sink>>,
+    sinks: Vec<Box<dyn Sink>>,
     opts: &BusOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<BusReport> {
     let n = sources.len();
-    let (tx, rx) = sync_channel::<Batch>(64);
-    let mut handles = Vec::with_capacity(n);
     let names: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
-    // Per source: the filter the bus must run for it, if any.
-    let user_filter: Vec<Option<Arc<crate::Filter>>> = sources
-        .iter()
-        .map(|s| {
-            if s.filters() {
-                None
-            } else {
-                opts.filter.clone()
-            }
-        })
-        .collect();
+    let mut flow = Flow::new(&sources, sinks, opts, stop.clone());
+
+    if n == 1 {
+        let direct = Arc::new(Mutex::new(Direct {
+            flow,
+            recycled: Vec::new(),
+        }));
+        let ctx = SourceCtx {
+            index: 0,
+            link: Link::Direct(direct.clone()),
+            stop,
+        };
+        let src = sources.into_iter().next().expect("one source");
+        let done = joined(spawn_source(src, ctx)?.join());
+        // The thread and its context are gone: the flow is ours again.
+        let Ok(direct) = Arc::try_unwrap(direct) else {
+            return Err(Error::runtime("source context outlived its thread"));
+        };
+        let mut flow = direct.into_inner().unwrap_or_else(|e| e.into_inner()).flow;
+        flow.take(0, Vec::new(), u64::MAX, Some(done), &mut |_, _| {});
+        return Ok(flow.finish(names));
+    }
+
+    let (batch_tx, batch_rx) = sync_channel::<Batch>(64);
+    let mut handles = Vec::with_capacity(n);
     // Written batches go back to their source (see SourceCtx::recycled);
     // when its queue is full or the source is gone they are dropped here.
     let mut back = Vec::with_capacity(n);
     for (index, src) in sources.into_iter().enumerate() {
-        let (back_tx, back_rx) = sync_channel::<Vec<Packet>>(8);
+        let (back_tx, back_rx) = sync_channel::<Vec<Packet>>(RECYCLED_MAX);
         back.push(back_tx);
         let ctx = SourceCtx {
             index,
-            tx: tx.clone(),
+            link: Link::Bus {
+                tx: batch_tx.clone(),
+                back: back_rx,
+            },
             stop: stop.clone(),
-            back: back_rx,
         };
-        let done_tx = tx.clone();
+        let done_tx = batch_tx.clone();
         let name = src.name().to_string();
         let h = thread::Builder::new()
             .name(format!("xcap-{name}"))
             .spawn(move || {
-                let r = src.run(ctx);
+                let r = joined(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                    || src.run(ctx),
+                )));
                 let _ = done_tx.send(Batch {
                     source: index,
                     packets: Vec::new(),
@@ -229,123 +430,28 @@ pub fn run(
             .map_err(|e| Error::runtime(format!("cannot start source thread: {e}")))?;
         handles.push(h);
     }
-    drop(tx);
+    drop(batch_tx);
 
-    let mut watermarks = vec![0u64; n];
-    let mut live = vec![true; n];
-    let mut reports: Vec<Option<SourceReport>> = vec![None; n];
-    let mut waiting = Waiting::default();
-    let mut out = Out {
-        sinks: &mut sinks,
-        written: 0,
-        per_source: vec![0; n],
-        count: opts.count,
-        error: None,
-        closed: false,
-    };
-    let mut source_error: Option<Error> = None;
-
-    while live.iter().any(|l| *l) {
-        let batch = match rx.recv_timeout(Duration::from_millis(100)) {
+    while flow.live.iter().any(|l| *l) {
+        let batch = match batch_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(b) => b,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let i = batch.source;
-        if !out.full() {
-            let mut packets = batch.packets;
-            if let Some(f) = &user_filter[i] {
-                packets.retain(|p| f.matches(p.link, &p.data, p.orig_len));
-            }
-            waiting.push(i, packets);
-        }
-        watermarks[i] = watermarks[i].max(batch.watermark);
-        if let Some(done) = batch.done {
-            live[i] = false;
-            match done {
-                Ok(r) => {
-                    if let (Some(m), None) = (&r.failure, &source_error) {
-                        source_error = Some(Error::runtime(m.clone()));
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    reports[i] = Some(r)
-                }
-                Err(e) => {
-                    if source_error.is_none() {
-                        source_error = Some(e);
-                    }
-                    stop.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-        let limit = (0..n)
-            .filter(|&j| live[j])
-            .map(|j| watermarks[j])
-            .min()
-            .unwrap_or(u64::MAX);
-        let mut emitted = false;
-        waiting.drain_until(
-            limit,
-            |src, p| {
-                out.emit(src, p);
-                emitted = true;
-                !out.full()
-            },
-            |src, packets| {
+        flow.take(
+            batch.source,
+            batch.packets,
+            batch.watermark,
+            batch.done,
+            &mut |src, packets| {
                 let _ = back[src].try_send(packets);
             },
         );
-        // Once per batch, not per packet: a live reader sees output promptly.
-        if emitted {
-            out.flush();
-        }
-        if out.full() {
-            // -c reached, output closed or a sink failed: stop the sources and
-            // drain the channel until they have all reported.
-            stop.store(true, Ordering::Relaxed);
-            waiting.clear();
-        }
     }
-    waiting.drain_until(
-        u64::MAX,
-        |src, p| {
-            out.emit(src, p);
-            !out.full()
-        },
-        |_, _| {},
-    );
     for h in handles {
         let _ = h.join();
     }
-    let written = out.written;
-    let per_source = std::mem::take(&mut out.per_source);
-    let mut error = out.error.take().or(source_error);
-    let reports: Vec<SourceReport> = reports
-        .into_iter()
-        .zip(names)
-        .map(|(r, name)| {
-            r.unwrap_or(SourceReport {
-                name,
-                ..Default::default()
-            })
-        })
-        .collect();
-    for s in sinks.iter_mut() {
-        match s.finish(&reports) {
-            Ok(()) | Err(Error::Closed) => {}
-            Err(e) => {
-                if error.is_none() {
-                    error = Some(e)
-                }
-            }
-        }
-    }
-    Ok(BusReport {
-        sources: reports,
-        written,
-        per_source,
-        error,
-    })
+    Ok(flow.finish(names))
 }
 
 #[cfg(test)]
@@ -374,6 +480,122 @@ mod tests {
             |_, _| {},
         );
         v
+    }
+
+    /// Sends its batches (times, watermark), then ends; counts the written
+    /// batches it got back to reuse.
+    struct FakeSource {
+        name: &'static str,
+        batches: Vec<(Vec<u64>, u64)>,
+        recycled: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Source for FakeSource {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn run(self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {
+            for (times, mark) in &self.batches {
+                while ctx.recycled().is_some() {
+                    self.recycled.fetch_add(1, Ordering::Relaxed);
+                }
+                if ctx.stopped() {
+                    break;
+                }
+                ctx.send(times.iter().map(|&t| pkt(t, 0)).collect(), *mark);
+            }
+            Ok(SourceReport {
+                name: self.name.into(),
+                ..Default::default()
+            })
+        }
+    }
+
+    /// Records what it is given, and on which thread.
+    struct Recorder(Arc<Mutex<Vec<(u64, String)>>>);
+
+    impl Sink for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn write(&mut self, p: &Packet) -> Result<()> {
+            let t = thread::current().name().unwrap_or("").to_string();
+            self.0.lock().unwrap().push((p.ts_ns, t));
+            Ok(())
+        }
+        fn finish(&mut self, _: &[SourceReport]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(
+        sources: Vec<(&'static str, Vec<(Vec<u64>, u64)>)>,
+        count: Option<u64>,
+    ) -> (BusReport, Vec<(u64, String)>, usize) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recycled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sources: Vec<Box<dyn Source>> = sources
+            .into_iter()
+            .map(|(name, batches)| {
+                Box::new(FakeSource {
+                    name,
+                    batches,
+                    recycled: recycled.clone(),
+                }) as Box<dyn Source>
+            })
+            .collect();
+        let opts = BusOptions {
+            count,
+            filter: None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let r = run(sources, vec![Box::new(Recorder(seen.clone()))], &opts, stop).unwrap();
+        let seen = seen.lock().unwrap().clone();
+        (r, seen, recycled.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn one_source_writes_in_time_order_on_its_own_thread() {
+        let batches = vec![
+            (vec![10, 30, 20], 15),
+            (vec![25, 40], 35),
+            (vec![50], 45),
+            (vec![45, 60], 55),
+        ];
+        let (r, seen, recycled) = capture(vec![("one", batches)], None);
+        let times: Vec<u64> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(times, [10, 20, 25, 30, 40, 45, 50, 60]);
+        // No bus thread: the sink ran where the source did (what waits
+        // for a watermark when the source ends is written after it).
+        assert!(seen[..7].iter().all(|s| s.1 == "xcap-one"), "{seen:?}");
+        // Written batches came back for reuse.
+        assert!(recycled >= 1);
+        assert_eq!((r.written, r.per_source.clone()), (8, vec![8]));
+        assert_eq!(r.sources[0].name, "one");
+    }
+
+    #[test]
+    fn several_sources_merge_on_the_bus_thread() {
+        let (r, seen, _) = capture(
+            vec![
+                ("a", vec![(vec![10, 30], 30), (vec![50], u64::MAX)]),
+                ("b", vec![(vec![20, 40], 40), (vec![45], u64::MAX)]),
+            ],
+            None,
+        );
+        let times: Vec<u64> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(times, [10, 20, 30, 40, 45, 50]);
+        assert!(seen.iter().all(|s| !s.1.starts_with("xcap-")), "{seen:?}");
+        assert_eq!(r.per_source, [3, 3]);
+    }
+
+    #[test]
+    fn count_ends_one_source_and_several() {
+        let batches = vec![(vec![1, 2, 3], 3), (vec![4, 5, 6], 6), (vec![7], 7)];
+        let (r, seen, _) = capture(vec![("one", batches.clone())], Some(4));
+        assert_eq!((r.written, seen.len()), (4, 4));
+        let (r, seen, _) = capture(vec![("a", batches.clone()), ("b", batches)], Some(4));
+        assert_eq!((r.written, seen.len()), (4, 4));
     }
 
     #[test]

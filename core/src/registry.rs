@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::{Packet, Result};
 
@@ -70,41 +70,67 @@ pub struct Batch {
     pub done: Option<Result<SourceReport>>,
 }
 
-/// What a running source gets: a way to hand packets to the bus and the
-/// stop signal.
+/// What a running source gets: a way to hand packets on and the stop
+/// signal.
 pub struct SourceCtx {
     pub(crate) index: usize,
-    pub(crate) tx: SyncSender<Batch>,
+    pub(crate) link: Link,
     pub(crate) stop: Arc<AtomicBool>,
-    /// Batches the sinks are done with, handed back (see `recycled`).
-    pub(crate) back: Receiver<Vec<Packet>>,
+}
+
+/// Where a source's batches go.
+pub(crate) enum Link {
+    /// To the bus thread, which merges several sources; written batches
+    /// come back on `back`.
+    Bus {
+        tx: SyncSender<Batch>,
+        back: Receiver<Vec<Packet>>,
+    },
+    /// Straight to the sinks, on the source's thread (a single source).
+    Direct(Arc<Mutex<crate::bus::Direct>>),
 }
 
 impl SourceCtx {
-    /// Hand a batch to the bus. Blocks when the bus is behind, so that back
-    /// pressure reaches the source's own buffer, where losses are counted.
-    /// Returns false when the bus has gone away.
+    /// Hand a batch on. Blocks when the bus is behind (or, with a single
+    /// source, while the sinks write it), so that back pressure reaches the
+    /// source's own buffer, where losses are counted. Returns false when
+    /// the bus has gone away.
     pub fn send(&self, packets: Vec<Packet>, watermark: u64) -> bool {
-        self.tx
-            .send(Batch {
-                source: self.index,
-                packets,
-                watermark,
-                done: None,
-            })
-            .is_ok()
+        match &self.link {
+            Link::Bus { tx, .. } => tx
+                .send(Batch {
+                    source: self.index,
+                    packets,
+                    watermark,
+                    done: None,
+                })
+                .is_ok(),
+            Link::Direct(d) => {
+                lock(d).take(self.index, packets, watermark);
+                true
+            }
+        }
     }
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
-    /// A batch the bus has written, for the source to drop or reuse on its
-    /// own thread. Dropping packets where they were made keeps the shared
-    /// strings' reference counts and the allocator's memory on one CPU
-    /// instead of bouncing between the source's and the bus's (a source
-    /// that never asks loses nothing: the bus then drops them itself).
+    /// A batch the sinks have written, for the source to drop or reuse on
+    /// its own thread. Dropping packets where they were made keeps the
+    /// shared strings' reference counts and the allocator's memory on one
+    /// CPU instead of bouncing between the source's and the bus's (a
+    /// source that never asks loses nothing: they are dropped elsewhere).
     pub fn recycled(&self) -> Option<Vec<Packet>> {
-        self.back.try_recv().ok()
+        match &self.link {
+            Link::Bus { back, .. } => back.try_recv().ok(),
+            Link::Direct(d) => lock(d).recycled(),
+        }
     }
+}
+
+/// A poisoned lock means a sink panicked on this very thread, which has
+/// then unwound already; the state is still the flow's to finish.
+fn lock(d: &Mutex<crate::bus::Direct>) -> std::sync::MutexGuard<'_, crate::bus::Direct> {
+    d.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Counters of one hook (or other capture point) of a source.

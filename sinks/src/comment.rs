@@ -96,8 +96,9 @@ impl Line {
         i -= 2;
         b[i] = b'0';
         b[i + 1] = b'x';
+        // SAFETY: `b[i..]` holds only the ASCII bytes written above.
         self.0
-            .push_str(std::str::from_utf8(&b[i..]).unwrap_or_default());
+            .push_str(unsafe { std::str::from_utf8_unchecked(&b[i..]) });
     }
     /// A source's own key (`x.NAME`), escaped like a value.
     fn extra(&mut self, k: &str, v: &str) {
@@ -162,6 +163,14 @@ pub fn iface_part(m: &Meta) -> String {
 /// Append the per-packet part of the comment to `buf` (which holds the
 /// interface part, or nothing).
 pub fn packet_part_into(buf: &mut String, m: &Meta) {
+    task_part_into(buf, m);
+    rest_part_into(buf, m);
+}
+
+/// The fields of the per-packet part that stay the same while one task on
+/// one CPU sends or receives (direction, cpu, pid, tid, comm): the pcapng
+/// writer keeps them formatted while they do not change.
+pub fn task_part_into(buf: &mut String, m: &Meta) {
     let mut l = Line(std::mem::take(buf));
     if m.dir != Direction::Unknown {
         l.str("dir", m.dir.as_str());
@@ -178,6 +187,12 @@ pub fn packet_part_into(buf: &mut String, m: &Meta) {
     if let Some(v) = &m.comm {
         l.str("comm", v);
     }
+    *buf = l.0;
+}
+
+/// The rest of the per-packet part, after [`task_part_into`].
+pub fn rest_part_into(buf: &mut String, m: &Meta) {
+    let mut l = Line(std::mem::take(buf));
     if let Some(v) = m.packet_id {
         l.hex("id", v);
     }

@@ -42,6 +42,12 @@ impl Output {
         }
     }
 
+    /// The buffer to build a block in, in place; `end_block` then marks it
+    /// whole.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
     /// Bytes of whole blocks written so far, buffered ones included.
     pub fn len(&self) -> u64 {
         self.committed + self.ends.last().copied().unwrap_or(0) as u64

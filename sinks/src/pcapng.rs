@@ -81,10 +81,52 @@ impl IfKey {
         self.link == p.link
             && self.ifindex == m.ifindex
             && self.netns == m.netns
-            && self.hook == m.hook
-            && self.source == m.source
-            && self.ifname == m.ifname
+            && same(&self.hook, &m.hook)
+            && same(&self.source, &m.source)
+            && same(&self.ifname, &m.ifname)
     }
+}
+
+/// What [`comment::task_part_into`] formats, and the interface before it.
+struct TaskKey {
+    iface: usize,
+    dir: Direction,
+    cpu: Option<u32>,
+    pid: Option<u32>,
+    tid: Option<u32>,
+    comm: Option<Arc<str>>,
+}
+
+impl TaskKey {
+    fn of(iface: usize, m: &Meta) -> Self {
+        TaskKey {
+            iface,
+            dir: m.dir,
+            cpu: m.cpu,
+            pid: m.pid,
+            tid: m.tid,
+            comm: m.comm.clone(),
+        }
+    }
+
+    fn matches(&self, iface: usize, m: &Meta) -> bool {
+        self.iface == iface
+            && self.dir == m.dir
+            && self.cpu == m.cpu
+            && self.pid == m.pid
+            && self.tid == m.tid
+            && match (&self.comm, &m.comm) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same(a, b),
+                _ => false,
+            }
+    }
+}
+
+/// Equal names; a source hands out one shared string per name, so mostly
+/// the very same one.
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 struct Iface {
@@ -105,8 +147,10 @@ pub struct PcapNgSink {
     index: HashMap<IfKey, usize>,
     /// Interface of the previous packet: consecutive packets mostly share one.
     last: Option<usize>,
-    /// The block being written, reused to spare an allocation.
-    blk: Vec<u8>,
+    /// The task fields of the last packet's comment, formatted after its
+    /// interface's part: a flood from one task formats them once.
+    task: Option<TaskKey>,
+    task_comment: String,
     /// Reused for each packet's comment.
     comment: String,
     /// -C/-G/-W.
@@ -127,7 +171,8 @@ impl PcapNgSink {
             ifaces: Vec::new(),
             index: HashMap::new(),
             last: None,
-            blk: Vec::with_capacity(1024),
+            task: None,
+            task_comment: String::with_capacity(256),
             comment: String::with_capacity(256),
             rotation,
         })
@@ -185,6 +230,7 @@ impl PcapNgSink {
                 self.ifaces.clear();
                 self.index.clear();
                 self.last = None;
+                self.task = None;
                 Ok(())
             }
         }
@@ -290,13 +336,27 @@ impl Sink for PcapNgSink {
         // The whole block is built in one reused buffer and handed to the
         // writer in one piece: one copy of the packet, no per-field writes.
         let m = &p.meta;
+        if !self.task.as_ref().is_some_and(|t| t.matches(i, m)) {
+            self.task_comment.clear();
+            self.task_comment.push_str(&f.comment);
+            comment::task_part_into(&mut self.task_comment, m);
+            self.task = Some(TaskKey::of(i, m));
+        }
+        self.comment.clear();
+        comment::rest_part_into(&mut self.comment, m);
+
         let (data, orig_len) = output::clip(p, self.snaplen);
-        let b = &mut self.blk;
-        b.clear();
+        let name = &self.name;
+        let Some(w) = self.w.as_mut() else {
+            return Err(Error::runtime(format!("write {name}: file already closed")));
+        };
+        // Built in place, in the output's buffer of whole blocks.
+        let out = w.get_mut();
+        let b = out.buffer();
+        let start = b.len();
         b.extend_from_slice(&ENHANCED_PACKET_BLOCK.to_ne_bytes());
         b.extend_from_slice(&[0; 4]); // total length, below
         b.extend_from_slice(&(i as u32).to_ne_bytes());
-        // Nanoseconds, as the interface's if_tsresol of 9 says.
         b.extend_from_slice(&ts_bytes(p.ts_ns));
         b.extend_from_slice(&(data.len() as u32).to_ne_bytes());
         b.extend_from_slice(&orig_len.to_ne_bytes());
@@ -309,23 +369,27 @@ impl Sink for PcapNgSink {
         if let Some(q) = m.queue {
             push_opt(b, EPB_QUEUE, &q.to_ne_bytes());
         }
-        self.comment.clear();
-        self.comment.push_str(&f.comment);
-        comment::packet_part_into(&mut self.comment, m);
-        if !self.comment.is_empty() {
-            push_opt(b, OPT_COMMENT, cap_str(&self.comment).as_bytes());
+        // The task's part, then the rest, straight into the block.
+        let (task, rest) = (&self.task_comment, &self.comment);
+        let joined = task.is_empty() || rest.is_empty() || rest.starts_with('\n');
+        let sep = if joined { "" } else { " " };
+        let len = task.len() + sep.len() + rest.len();
+        if len > MAX_OPTION {
+            let whole = format!("{task}{sep}{rest}");
+            push_opt(b, OPT_COMMENT, cap_str(&whole).as_bytes());
+        } else if len > 0 {
+            b.extend_from_slice(&OPT_COMMENT.to_ne_bytes());
+            b.extend_from_slice(&(len as u16).to_ne_bytes());
+            b.extend_from_slice(task.as_bytes());
+            b.extend_from_slice(sep.as_bytes());
+            b.extend_from_slice(rest.as_bytes());
+            b.resize(b.len() + pad4(len), 0);
         }
         push_opt(b, OPT_ENDOFOPT, &[]);
-        let total = (b.len() + 4) as u32;
-        b[4..8].copy_from_slice(&total.to_ne_bytes());
+        let total = (b.len() - start + 4) as u32;
+        b[start + 4..start + 8].copy_from_slice(&total.to_ne_bytes());
         b.extend_from_slice(&total.to_ne_bytes());
-        let name = &self.name;
-        let Some(w) = self.w.as_mut() else {
-            return Err(Error::runtime(format!("write {name}: file already closed")));
-        };
-        let out = w.get_mut();
-        out.write_all(b)
-            .and_then(|()| out.end_block())
+        out.end_block()
             .map_err(|e| Error::from_write(e, &format!("write {name}")))
     }
 

@@ -186,6 +186,47 @@ fn file_source_reads_pcapng_back() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The writer keeps a task's comment fields formatted while they repeat:
+/// every comment must still be what the packet's own metadata gives, when
+/// the task, the interface or only the packet id changes, and when nothing
+/// follows the task fields but a stack.
+#[test]
+fn pcapng_comments_follow_every_change_of_task() {
+    let dir = tmpdir("pcapng-tasks");
+    let f = dir.join("cap.pcapng");
+    let base = packets().swap_remove(0);
+    let mut v = Vec::new();
+    let mut push = |edit: &dyn Fn(&mut Meta)| {
+        let mut p = base.clone();
+        p.ts_ns += v.len() as u64;
+        edit(&mut p.meta);
+        v.push(p);
+    };
+    push(&|_| {});
+    push(&|m| m.packet_id = Some(1));
+    push(&|m| m.packet_id = None);
+    push(&|m| m.tid = Some(1));
+    push(&|m| m.comm = Some("other".into()));
+    push(&|m| m.comm = None);
+    push(&|m| m.cpu = None);
+    push(&|m| m.dir = Direction::Out);
+    push(&|m| {
+        m.packet_id = None;
+        m.stack = vec!["a+0x1".into(), "b+0x2 [mod]".into()];
+    });
+    push(&|m| m.ifname = "veth9".into());
+    push(&|m| {
+        (m.dir, m.cpu, m.pid, m.tid, m.comm) = (Direction::Unknown, None, None, None, None);
+        m.packet_id = None;
+        m.stack = vec!["c+0x3".into()];
+    });
+    push(&|m| m.pid = Some(99));
+    write_with("pcapng", &f, &v, &kernel_report(0));
+    let (got, _) = read_back(&f);
+    assert_eq!(got, v);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn pcap_holds_one_link_type() {
     let dir = tmpdir("pcap-link");

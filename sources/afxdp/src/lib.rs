@@ -21,9 +21,7 @@ use xcap_bpf_common::runtime::{self, Rodata, RtConfig};
 use xcap_bpf_common::{iface, Interned};
 use xcap_core::event::{self, F_XSK_ZC};
 use xcap_core::registry::{HookStats, ProgramStat, SourceArgs};
-use xcap_core::{
-    CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
-};
+use xcap_core::{CaptureConfig, Error, Result, Source, SourceCtx, SourceFactory, SourceReport};
 
 use crate::config::{AfxdpConfig, DropKey};
 use crate::owners::Owners;
@@ -171,11 +169,7 @@ impl Source for AfxdpSource {
                 &ctx,
                 &ring,
                 wall,
-                &mut |rec, out| {
-                    if let Some(p) = decoder.borrow_mut().decode(rec) {
-                        out.push(p);
-                    }
-                },
+                &mut |rec, out| decoder.borrow_mut().decode(rec, out),
                 &mut || match watch.as_ref().and_then(|w| w.gone()) {
                     // An -i interface deleted ends the capture (exit 1).
                     Some(n) => {
@@ -284,79 +278,59 @@ impl Decoder {
         }
     }
 
-    fn decode(&mut self, buf: &[u8]) -> Option<Packet> {
+    fn decode(&mut self, buf: &[u8], out: &mut runtime::Slots) {
         let Some(r) = event::parse(buf) else {
             self.bad += 1;
-            return None;
+            return;
         };
         let h = r.hdr;
-        let Some(hook) = self.hooks.get(h.hook as usize).cloned() else {
+        let Some(hook) = self.hooks.get(h.hook as usize) else {
             self.bad += 1;
-            return None;
+            return;
         };
         // `location` carries the socket's inode and the XDP program's id.
         let sock = h.location as u32;
         let prog = (h.location >> 32) as u32;
         let zc = h.flags & F_XSK_ZC != 0;
-        let task = |d: &mut Decoder| {
-            (
-                Some(h.pid),
-                Some(h.tid),
-                Some(d.comms.get(h.comm, |k| event::cstr(k).into())),
-            )
-        };
-        let (pid, tid, comm) = if h.dir == event::DIR_OUT {
-            // TX is captured in the sending thread.
-            task(self)
-        } else {
-            match self.owners.get(sock) {
-                Some(o) => (Some(o.pid), None, Some(o.comm)),
-                // The socket closed before it was looked up: who delivered it.
-                None => task(self),
+        let ifname = self
+            .ifnames
+            .get((h.ifindex, h.netns, h.ifname), |k| event::cstr(&k.2).into());
+        let comm = self.comms.get(h.comm, |k| event::cstr(k).into());
+        let p = out.slot();
+        runtime::fill(
+            p,
+            &h,
+            r.data,
+            self.wall_offset,
+            runtime::Names {
+                source: &self.source,
+                hook,
+                ifname,
+                comm: Some(comm),
+            },
+        );
+        // TX is captured in the sending thread; RX in whichever delivered
+        // it, so the socket's owner is named instead, when it is known (the
+        // socket may have closed before it was looked up).
+        if h.dir != event::DIR_OUT {
+            if let Some(o) = self.owners.get(sock) {
+                p.meta.pid = Some(o.pid);
+                p.meta.tid = None;
+                runtime::share_opt(&mut p.meta.comm, Some(&o.comm));
             }
-        };
-        let extra = self
-            .texts
-            .entry((sock, prog, zc))
-            .or_insert_with(|| {
-                [
-                    ("xsk".into(), sock.to_string()),
-                    ("xdp_prog".into(), prog.to_string()),
-                    (
-                        "xsk_mode".into(),
-                        if zc { "zerocopy" } else { "copy" }.into(),
-                    ),
-                ]
-            })
-            .to_vec();
-        let meta = Meta {
-            source: self.source.clone(),
-            hook,
-            dir: h.direction(),
-            ifindex: h.ifindex,
-            ifname: self
-                .ifnames
-                .get((h.ifindex, h.netns, h.ifname), |k| event::cstr(&k.2).into()),
-            netns: h.netns,
-            queue: h.queue(),
-            cpu: Some(h.cpu),
-            pid,
-            tid,
-            comm,
-            packet_id: Some(h.skb),
-            drop_reason: None,
-            drop_location: None,
-            retval: None,
-            stack: Vec::new(),
-            extra,
-        };
-        Some(Packet {
-            ts_ns: h.ts_ns + self.wall_offset,
-            data: runtime::packet_bytes(r.data),
-            orig_len: h.orig_len,
-            link: h.link_type(),
-            meta,
-        })
+        }
+        p.meta.queue = h.queue();
+        let extra = self.texts.entry((sock, prog, zc)).or_insert_with(|| {
+            [
+                ("xsk".into(), sock.to_string()),
+                ("xdp_prog".into(), prog.to_string()),
+                (
+                    "xsk_mode".into(),
+                    if zc { "zerocopy" } else { "copy" }.into(),
+                ),
+            ]
+        });
+        p.meta.extra.extend_from_slice(extra);
     }
 }
 

@@ -144,19 +144,17 @@ impl<K> Default for Interned<K> {
 }
 
 impl<K: Eq + std::hash::Hash + Copy> Interned<K> {
-    pub fn get(&mut self, key: K, text: impl FnOnce(&K) -> String) -> Arc<str> {
-        if let Some((k, v)) = &self.last {
-            if *k == key {
-                return v.clone();
-            }
+    /// The shared string of `key`, made by `text` the first time.
+    pub fn get(&mut self, key: K, text: impl FnOnce(&K) -> String) -> &Arc<str> {
+        if self.last.as_ref().is_none_or(|(k, _)| *k != key) {
+            let v = self
+                .map
+                .entry(key)
+                .or_insert_with(|| Arc::from(text(&key)))
+                .clone();
+            self.last = Some((key, v));
         }
-        let v = self
-            .map
-            .entry(key)
-            .or_insert_with(|| Arc::from(text(&key)))
-            .clone();
-        self.last = Some((key, v.clone()));
-        v
+        &self.last.as_ref().expect("set above").1
     }
 }
 
@@ -167,9 +165,9 @@ mod tests {
     #[test]
     fn interned_strings_are_shared() {
         let mut t: Interned<u32> = Interned::default();
-        let a = t.get(1, |k| format!("x{k}"));
-        let b = t.get(2, |k| format!("x{k}"));
-        let c = t.get(1, |_| unreachable!());
+        let a = t.get(1, |k| format!("x{k}")).clone();
+        let b = t.get(2, |k| format!("x{k}")).clone();
+        let c = t.get(1, |_| unreachable!()).clone();
         assert_eq!(&*a, "x1");
         assert_eq!(&*b, "x2");
         assert!(Arc::ptr_eq(&a, &c));

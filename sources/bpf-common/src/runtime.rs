@@ -8,13 +8,14 @@
 
 use std::borrow::Cow;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libbpf_rs::{MapCore, Object, ObjectBuilder};
-use xcap_core::event::{self, MAX_SNAPLEN};
+use xcap_core::event::{self, XcapEvent, MAX_SNAPLEN};
 use xcap_core::filter::ebpf;
 use xcap_core::registry::{HookStats, ProgramStat};
-use xcap_core::{Error, Filter, Packet, Result, SourceCtx};
+use xcap_core::{Error, Filter, Meta, Packet, Result, SourceCtx};
 
 use crate::{debug, libbpf_error, percpu_sum};
 
@@ -23,7 +24,7 @@ pub const DEFAULT_BUFFER_KIB: u32 = 16 * 1024;
 /// Pause after a busy poll, so records arrive in batches: one wakeup and
 /// one batch per couple of milliseconds instead of one per packet, which at
 /// high rates costs more in context switches than the copy.
-pub const COALESCE: Duration = Duration::from_millis(2);
+pub const COALESCE: Duration = Duration::from_millis(5);
 /// How far behind now a source's watermark stays: records are committed
 /// within microseconds of their stamp; 10 ms covers stragglers from other
 /// CPUs.
@@ -289,35 +290,146 @@ pub fn ring_handle(obj: &Object) -> Result<libbpf_rs::MapHandle> {
     libbpf_rs::MapHandle::try_from(&m).map_err(|e| libbpf_error("open the ring buffer", e))
 }
 
-thread_local! {
-    /// Byte buffers of packets the bus has written, for this source thread's
-    /// next packets: in a steady capture no packet allocates.
-    static BUFS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-/// Buffers kept at most, and the largest kept: several batches of a flood
-/// (about a thousand packets per poll), at most 16 MiB held after a burst.
-const POOL_MAX: usize = 8192;
-const POOL_BUF_MAX: usize = 2048;
+/// The largest byte buffer a packet keeps for the next one it is filled
+/// with (larger ones are kept only for packets as large).
+const BUF_KEEP: usize = 2048;
 /// The most packets a new batch makes room for up front.
 const BATCH_RESERVE_MAX: usize = 16384;
 
-/// A packet's bytes in a vector of their own, reusing a written packet's.
-pub fn packet_bytes(data: &[u8]) -> Vec<u8> {
-    let mut v = BUFS.with_borrow_mut(|b| b.pop()).unwrap_or_default();
-    v.clear();
-    v.extend_from_slice(data);
-    v
+/// The packets of the next batch, being decoded. The vector is a batch the
+/// sinks have written, its packets still in it: they are filled again in
+/// place, so that in a steady capture a packet is neither allocated nor
+/// moved, and names that repeat keep their reference counts untouched.
+#[derive(Default)]
+pub struct Slots {
+    packets: Vec<Packet>,
+    filled: usize,
 }
 
-/// Empty a written batch, keeping its packets' buffers for `packet_bytes`.
-fn recycle(batch: &mut Vec<Packet>) {
-    BUFS.with_borrow_mut(|b| {
-        for p in batch.drain(..) {
-            if b.len() < POOL_MAX && p.data.capacity() <= POOL_BUF_MAX {
-                b.push(p.data);
-            }
+impl Slots {
+    /// Slots in `packets`, a written batch (or an empty vector).
+    pub fn new(packets: Vec<Packet>) -> Self {
+        Slots { packets, filled: 0 }
+    }
+
+    /// The next packet to fill: an old one, whose fields are all stale.
+    pub fn slot(&mut self) -> &mut Packet {
+        if self.filled == self.packets.len() {
+            let p = SPARE
+                .with_borrow_mut(|s| s.pop())
+                .unwrap_or_else(|| Packet {
+                    ts_ns: 0,
+                    data: Vec::new(),
+                    orig_len: 0,
+                    link: xcap_core::LinkType::Ethernet,
+                    meta: Meta::default(),
+                });
+            self.packets.push(p);
         }
-    });
+        self.filled += 1;
+        &mut self.packets[self.filled - 1]
+    }
+
+    /// Take back the packet `slot` gave last, out of the batch (to hold it).
+    pub fn take_last(&mut self) -> Packet {
+        self.filled -= 1;
+        self.packets.swap_remove(self.filled)
+    }
+
+    /// Add a packet made elsewhere (one held back earlier).
+    pub fn push(&mut self, p: Packet) {
+        if self.filled < self.packets.len() {
+            self.packets[self.filled] = p;
+        } else {
+            self.packets.push(p);
+        }
+        self.filled += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// The filled packets; the old ones left over are kept for `slot`.
+    pub fn into_batch(mut self) -> Vec<Packet> {
+        if self.filled < self.packets.len() {
+            SPARE.with_borrow_mut(|s| {
+                let room = SPARE_MAX.saturating_sub(s.len());
+                let keep = (self.packets.len() - self.filled).min(room);
+                s.extend(self.packets.drain(self.filled..self.filled + keep));
+            });
+            self.packets.truncate(self.filled);
+        }
+        self.packets
+    }
+}
+
+thread_local! {
+    /// Packets left over when a batch is smaller than the one whose
+    /// vector it fills: batch sizes vary from poll to poll, and without
+    /// these each poll would drop some packets and allocate others.
+    static SPARE: std::cell::RefCell<Vec<Packet>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+const SPARE_MAX: usize = 4096;
+
+/// The shared names of a packet (see [`share`]).
+pub struct Names<'a> {
+    pub source: &'a Arc<str>,
+    pub hook: &'a Arc<str>,
+    pub ifname: &'a Arc<str>,
+    pub comm: Option<&'a Arc<str>>,
+}
+
+/// Fill `p` from one record: the fields every BPF source takes from the
+/// record's header, as they are; queue, drop, return value, stack and
+/// extras empty.
+pub fn fill(p: &mut Packet, h: &XcapEvent, data: &[u8], wall: u64, names: Names<'_>) {
+    p.ts_ns = h.ts_ns + wall;
+    if p.data.capacity() > BUF_KEEP.max(data.len()) {
+        // A large packet's buffer is not kept for small ones.
+        p.data = Vec::with_capacity(data.len());
+    }
+    p.data.clear();
+    p.data.extend_from_slice(data);
+    p.orig_len = h.orig_len;
+    p.link = h.link_type();
+    let m = &mut p.meta;
+    share(&mut m.source, names.source);
+    share(&mut m.hook, names.hook);
+    share(&mut m.ifname, names.ifname);
+    share_opt(&mut m.comm, names.comm);
+    m.dir = h.direction();
+    m.ifindex = h.ifindex;
+    m.netns = h.netns;
+    m.queue = None;
+    m.cpu = Some(h.cpu);
+    m.pid = Some(h.pid);
+    m.tid = Some(h.tid);
+    m.packet_id = Some(h.skb);
+    m.drop_reason = None;
+    m.drop_location = None;
+    m.retval = None;
+    m.stack.clear();
+    m.extra.clear();
+}
+
+/// Point `slot` at `v`, unless it does already.
+pub fn share(slot: &mut Arc<str>, v: &Arc<str>) {
+    if !Arc::ptr_eq(slot, v) {
+        *slot = v.clone();
+    }
+}
+
+/// [`share`] for a name a packet may lack.
+pub fn share_opt(slot: &mut Option<Arc<str>>, v: Option<&Arc<str>>) {
+    match (slot.as_ref(), v) {
+        (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+        _ => *slot = v.cloned(),
+    }
 }
 
 /// The newest time (monotonic ns) a source may promise it has nothing
@@ -393,12 +505,12 @@ pub fn deliver(
     ctx: &SourceCtx,
     ring: &libbpf_rs::MapHandle,
     wall: u64,
-    decode: &mut dyn FnMut(&[u8], &mut Vec<Packet>),
+    decode: &mut dyn FnMut(&[u8], &mut Slots),
     tick: &mut dyn FnMut() -> Result<bool>,
     detach: &mut dyn FnMut(),
     held: &mut dyn FnMut() -> Vec<Packet>,
 ) -> Result<u64> {
-    let pending = std::cell::RefCell::new(Vec::new());
+    let pending = std::cell::RefCell::new(Slots::new(Vec::new()));
     let mut delivered = 0u64;
     let mut bus_gone = false;
     let drained = pump(
@@ -406,26 +518,24 @@ pub fn deliver(
         &|| ctx.stopped(),
         &mut |rec| decode(rec, &mut pending.borrow_mut()),
         &mut || {
-            // The next batch starts as large as this one was: growing a
-            // vector of packets by doubling copies each packet again.
+            // The next batch: the written one with the most packets to
+            // fill again (the others are dropped here, on the thread that
+            // made them), with room for as many as this one has: growing a
+            // vector of packets by doubling moves each packet again.
             let cap = pending
                 .borrow()
                 .len()
                 .next_power_of_two()
                 .min(BATCH_RESERVE_MAX);
-            // A written batch back from the bus: its packets are dropped
-            // here, on the thread that made them, and its vector reused.
             let mut next = Vec::new();
-            while let Some(mut v) = ctx.recycled() {
-                recycle(&mut v);
-                if v.capacity() > next.capacity() {
+            while let Some(v) = ctx.recycled() {
+                if v.len() > next.len() {
                     next = v;
                 }
             }
-            if next.capacity() < cap {
-                next = Vec::with_capacity(cap);
-            }
-            let batch = std::mem::replace(&mut *pending.borrow_mut(), next);
+            next.reserve(cap.saturating_sub(next.len()));
+            let batch = std::mem::replace(&mut *pending.borrow_mut(), Slots::new(next));
+            let batch = batch.into_batch();
             delivered += batch.len() as u64;
             if !ctx.send(batch, watermark_mono() + wall) {
                 bus_gone = true;
@@ -436,7 +546,7 @@ pub fn deliver(
         detach,
     )?;
     if drained || !bus_gone {
-        let mut batch = std::mem::take(&mut *pending.borrow_mut());
+        let mut batch = pending.into_inner().into_batch();
         batch.extend(held());
         batch.sort_by_key(|p| p.ts_ns);
         delivered += batch.len() as u64;
@@ -448,6 +558,69 @@ pub fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(ts: u64, skb: u64) -> XcapEvent {
+        XcapEvent {
+            ts_ns: ts,
+            skb,
+            cap_len: 3,
+            orig_len: 60,
+            ifindex: 2,
+            pid: 7,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn written_packets_are_filled_again_in_place() {
+        let (source, hook, ifname): (Arc<str>, Arc<str>, Arc<str>) =
+            ("kernel".into(), "tp:net:x".into(), "eth0".into());
+        let names = || Names {
+            source: &source,
+            hook: &hook,
+            ifname: &ifname,
+            comm: None,
+        };
+        let mut slots = Slots::default();
+        for i in 0..3 {
+            fill(slots.slot(), &record(i, i), &[1, 2, 3], 100, names());
+        }
+        let mut batch = slots.into_batch();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch[2].ts_ns, 102);
+        assert_eq!(batch[2].meta.packet_id, Some(2));
+        // A stale packet: every per-packet field must be reset by `fill`.
+        batch[0].meta.drop_reason = Some("X".into());
+        batch[0].meta.stack = vec!["f".into()];
+        batch[0].meta.extra = vec![("k".into(), "v".into())];
+        batch[0].meta.queue = Some(3);
+        batch[0].meta.retval = Some(1);
+        let bufs: Vec<*const u8> = batch.iter().map(|p| p.data.as_ptr()).collect();
+        let counts = Arc::strong_count(&hook);
+
+        let mut slots = Slots::new(batch);
+        fill(slots.slot(), &record(9, 9), &[4, 5, 6], 0, names());
+        fill(slots.slot(), &record(10, 10), &[7, 8, 9], 0, names());
+        // No new reference to the shared names.
+        assert_eq!(Arc::strong_count(&hook), counts);
+        // The second is held back (a function that has not returned), and
+        // comes back later as a packet made elsewhere.
+        let held = slots.take_last();
+        assert_eq!(held.ts_ns, 10);
+        assert_eq!(slots.len(), 1);
+        slots.push(held);
+        let batch = slots.into_batch();
+        assert_eq!(batch.len(), 2);
+        let p = &batch[0];
+        assert_eq!((p.ts_ns, &p.data[..]), (9, &[4u8, 5, 6][..]));
+        let m = &p.meta;
+        assert!(m.drop_reason.is_none() && m.stack.is_empty() && m.extra.is_empty());
+        assert!(m.queue.is_none() && m.retval.is_none());
+        assert_eq!((m.pid, m.ifindex, &*m.ifname), (Some(7), 2, "eth0"));
+        // The same buffer.
+        assert_eq!(p.data.as_ptr(), bufs[0]);
+        assert_eq!(batch[1].ts_ns, 10);
+    }
 
     #[test]
     fn ring_size_is_a_power_of_two_within_bounds() {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use xcap_bpf_common::{runtime, Interned};
 use xcap_core::event;
-use xcap_core::{Meta, Packet};
 
 use crate::probe::{HookInfo, Probe};
 
@@ -44,53 +43,40 @@ impl Decoder {
         }
     }
 
-    pub fn decode(&mut self, buf: &[u8]) -> Option<Packet> {
+    pub fn decode(&mut self, buf: &[u8], out: &mut runtime::Slots) {
         let Some(r) = event::parse(buf) else {
             self.bad += 1;
-            return None;
+            return;
         };
         let h = r.hdr;
         let Some(hook) = self.hooks.get(h.hook as usize) else {
             self.bad += 1;
-            return None;
+            return;
         };
         let port = h.ifindex;
         let ifname = self
             .ports
             .entry(port)
-            .or_insert_with(|| Arc::from(format!("port{port}")))
-            .clone();
-        let mut meta = Meta {
-            source: self.source.clone(),
-            hook: hook.name.clone(),
-            dir: h.direction(),
-            ifindex: port,
-            ifname,
-            queue: h.queue(),
-            cpu: Some(h.cpu),
-            pid: Some(h.pid),
-            tid: Some(h.tid),
-            comm: Some(self.comms.get(h.comm, |k| event::cstr(k).into())),
-            packet_id: Some(h.skb),
-            // Spelled out: `..Default::default()` builds and drops a whole
-            // default Meta per packet.
-            netns: 0,
-            drop_reason: None,
-            drop_location: None,
-            retval: None,
-            stack: Vec::new(),
-            extra: Vec::new(),
-        };
+            .or_insert_with(|| Arc::from(format!("port{port}")));
+        let comm = self.comms.get(h.comm, |k| event::cstr(k).into());
+        let p = out.slot();
+        runtime::fill(
+            p,
+            &h,
+            r.data,
+            self.wall_offset,
+            runtime::Names {
+                source: &self.source,
+                hook: &hook.name,
+                ifname,
+                comm: Some(comm),
+            },
+        );
+        p.meta.queue = h.queue();
+        p.meta.netns = 0;
         // `location` carries the mbuf's segment count (no drops here).
         if h.location > 1 {
-            meta.extra.push(("segs".into(), h.location.to_string()));
+            p.meta.extra.push(("segs".into(), h.location.to_string()));
         }
-        Some(Packet {
-            ts_ns: h.ts_ns + self.wall_offset,
-            data: runtime::packet_bytes(r.data),
-            orig_len: h.orig_len,
-            link: h.link_type(),
-            meta,
-        })
     }
 }

@@ -15,6 +15,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use xcap_bpf_common::runtime;
 use xcap_core::registry::HookStats;
 use xcap_core::{CaptureConfig, Error, Filter, Result, Source, SourceCtx, SourceReport};
 
@@ -354,7 +355,7 @@ impl Source for HelperSource {
 
     fn run(mut self: Box<Self>, ctx: SourceCtx) -> Result<SourceReport> {
         let wall = self.decoder.wall_offset;
-        let mut pending = Vec::new();
+        let mut pending = runtime::Slots::default();
         let mut delivered = 0u64;
         let mut hooks: Vec<HookStats> = Vec::new();
         let mut error = None;
@@ -371,13 +372,12 @@ impl Source for HelperSource {
             };
             match kind {
                 RECORD => {
-                    if let Some(p) = self.decoder.decode(&payload) {
-                        pending.push(p);
-                    }
+                    self.decoder.decode(&payload, &mut pending);
                 }
                 WATERMARK if !bus_gone => {
                     let mark = u64::from_ne_bytes(payload[..8].try_into().unwrap_or_default());
-                    let batch = std::mem::take(&mut pending);
+                    let next = runtime::Slots::new(ctx.recycled().unwrap_or_default());
+                    let batch = std::mem::replace(&mut pending, next).into_batch();
                     delivered += batch.len() as u64;
                     bus_gone = !ctx.send(batch, mark + wall);
                 }
@@ -408,7 +408,7 @@ impl Source for HelperSource {
         }
         delivered += pending.len() as u64;
         if !bus_gone {
-            ctx.send(pending, u64::MAX);
+            ctx.send(pending.into_batch(), u64::MAX);
         }
         // The helper ended cleanly without being asked to: the application
         // went away.

@@ -166,11 +166,7 @@ impl Source for DpdkSource {
             &ctx,
             &ring,
             wall_offset,
-            &mut |rec, out| {
-                if let Some(p) = decoder.borrow_mut().decode(rec) {
-                    out.push(p);
-                }
-            },
+            &mut |rec, out| decoder.borrow_mut().decode(rec, out),
             &mut || {
                 probe::refresh(
                     &mut probe.borrow_mut(),

@@ -23,7 +23,7 @@ use xcap_bpf_common::{iface, Interned};
 use xcap_core::event::{self, DIR_IN, DIR_OUT, F_DROP, F_RET};
 use xcap_core::registry::ProgramStat;
 use xcap_core::{
-    CaptureConfig, Error, Meta, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
+    CaptureConfig, Error, Packet, Result, Source, SourceCtx, SourceFactory, SourceReport,
 };
 
 pub use crate::args::KernelArgs;
@@ -953,26 +953,30 @@ struct Decoder<'a> {
 }
 
 impl Decoder<'_> {
-    fn decode(&mut self, buf: &[u8]) -> Option<Packet> {
+    fn decode(&mut self, buf: &[u8], out: &mut runtime::Slots) {
         let Some(r) = event::parse(buf) else {
             self.bad += 1;
-            return None;
+            return;
         };
         let h = r.hdr;
-        let hook = self.hooks.get(h.hook as usize)?;
+        let Some(hook) = self.hooks.get(h.hook as usize) else {
+            return;
+        };
         if h.flags & F_RET != 0 {
             // The packet is shown when its function returns, with the value.
-            let mut p = self.held.get_mut(&(h.tid, h.hook))?.pop()?;
+            let Some(mut p) = self.held.get_mut(&(h.tid, h.hook)).and_then(|v| v.pop()) else {
+                return;
+            };
             p.ts_ns = h.ts_ns + self.wall_offset;
             p.meta.retval = hook.ret.as_ref().map(|(_, r)| r.value(h.location));
-            return Some(p);
+            out.push(p);
+            return;
         }
-        let p = self.packet(&r, hook)?;
+        self.fill(out.slot(), &r, hook);
         if hook.ret.is_some() {
+            let p = out.take_last();
             self.held.entry((h.tid, h.hook)).or_default().push(p);
-            return None;
         }
-        Some(p)
     }
 
     /// Packets whose function had not returned when capture stopped.
@@ -982,32 +986,25 @@ impl Decoder<'_> {
         v
     }
 
-    fn packet(&mut self, r: &event::Record<'_>, hook: &Hook) -> Option<Packet> {
+    fn fill(&mut self, p: &mut Packet, r: &event::Record<'_>, hook: &Hook) {
         let h = r.hdr;
         let ifname = self
             .ifnames
             .get((h.netns, h.ifindex, h.ifname), |k| event::cstr(&k.2).into());
-        let mut meta = Meta {
-            source: self.source.clone(),
-            hook: hook.name.clone(),
-            dir: h.direction(),
-            ifindex: h.ifindex,
-            ifname,
-            netns: h.netns,
-            cpu: Some(h.cpu),
-            pid: Some(h.pid),
-            tid: Some(h.tid),
-            comm: Some(self.comms.get(h.comm, |k| event::cstr(k).into())),
-            packet_id: Some(h.skb),
-            // Spelled out, not `..Default::default()`: that would build
-            // (and drop) a whole default Meta for every packet.
-            queue: None,
-            drop_reason: None,
-            drop_location: None,
-            retval: None,
-            stack: Vec::new(),
-            extra: Vec::new(),
-        };
+        let comm = self.comms.get(h.comm, |k| event::cstr(k).into());
+        runtime::fill(
+            p,
+            &h,
+            r.data,
+            self.wall_offset,
+            runtime::Names {
+                source: &self.source,
+                hook: &hook.name,
+                ifname,
+                comm: Some(comm),
+            },
+        );
+        let meta = &mut p.meta;
         // Headers made up from the socket before the stack wrote them.
         if h.flags & event::F_SYNTH_L3 != 0 {
             meta.extra.push(("synth".into(), "ip".into()));
@@ -1039,13 +1036,6 @@ impl Decoder<'_> {
                 })
                 .collect();
         }
-        Some(Packet {
-            ts_ns: h.ts_ns + self.wall_offset,
-            data: runtime::packet_bytes(r.data),
-            orig_len: h.orig_len,
-            link: h.link_type(),
-            meta,
-        })
     }
 }
 
@@ -1100,11 +1090,7 @@ impl Source for KernelSource {
                 &ctx,
                 &ring,
                 wall,
-                &mut |rec, out| {
-                    if let Some(p) = decoder.borrow_mut().decode(rec) {
-                        out.push(p);
-                    }
-                },
+                &mut |rec, out| decoder.borrow_mut().decode(rec, out),
                 &mut || {
                     // An -i interface deleted ends the capture (exit 1).
                     match watch.as_ref().and_then(|w| w.gone()) {
