@@ -5,7 +5,10 @@ A 64-byte UDP flood over a veth pair; xcap captures at the receiving side's
 tp:net:netif_receive_skb with a filter that rejects every packet, one that
 accepts every packet, and more complex ones. The kernel's own BPF run-time
 statistics (kernel.bpf_stats_enabled) give run time / run count of the
-program. Median of several interleaved runs. Run as root:
+program. The first row is the floor of that measure: an empty program
+(bpftrace, `tracepoint:net:netif_receive_skb { }`) on the same tracepoint,
+which costs only the kernel's own accounting around it. Median of several
+interleaved runs. Run as root:
 
     sudo python3 bench/filter_cost.py --seconds 3 --runs 3
 """
@@ -24,7 +27,9 @@ import veth
 A, B = "xfilt-a", "xfilt-b"
 IP_A, IP_B = "10.97.0.1", "10.97.0.2"
 
+FLOOR = "floor: an empty program (bpftrace)"
 CASES = [
+    (FLOOR, None),
     ("no filter", []),
     ("reject, simple: 'tcp port 9'", ["tcp", "port", "9"]),
     ("reject, complex: 'host 1.2.3.4 and (tcp[tcpflags] & tcp-syn != 0 or udp port 9)'",
@@ -45,26 +50,34 @@ def teardown():
     veth.teardown(A, B)
 
 
-def prog_stats():
+def prog_stats(prefix):
     out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
                          check=True).stdout
     for p in json.loads(out):
-        if p.get("name", "").startswith("xcap_tp_arg"):
+        if p.get("name", "").startswith(prefix):
             return p.get("run_time_ns", 0), p.get("run_cnt", 0)
-    raise RuntimeError("xcap program not found")
+    raise RuntimeError(f"program {prefix}* not found")
 
 
 def run(xcap, args, seconds):
-    p = subprocess.Popen([xcap, "--netns", B, "-i", "vb", "--hook", "tp:net:netif_receive_skb",
-                          "-w", "/dev/null", "--sink", "pcap"] + args,
-                         stderr=subprocess.PIPE, text=True)
-    while "capturing" not in p.stderr.readline():
+    if args is None:
+        cmd, ready, prefix = (["bpftrace", "-e", "tracepoint:net:netif_receive_skb { }"],
+                              "Attaching", "netif_receive_s")
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stream = p.stdout
+    else:
+        cmd = [xcap, "--netns", B, "-i", "vb", "--hook", "tp:net:netif_receive_skb",
+               "-w", "/dev/null", "--sink", "pcap"] + args
+        ready, prefix = "capturing", "xcap_tp_arg"
+        p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        stream = p.stderr
+    while ready not in stream.readline():
         if p.poll() is not None:
-            raise RuntimeError("xcap failed: " + p.stderr.read())
-    t0, c0 = prog_stats()
+            raise RuntimeError(f"{cmd[0]} failed")
+    t0, c0 = prog_stats(prefix)
     subprocess.run(["ip", "netns", "exec", A, "iperf3", "-c", IP_B, "-u", "-l", "64", "-b", "0",
                     "-t", str(seconds)], check=True, stdout=subprocess.DEVNULL)
-    t1, c1 = prog_stats()
+    t1, c1 = prog_stats(prefix)
     p.send_signal(signal.SIGINT)
     p.communicate()
     return (t1 - t0) / max(1, c1 - c0), c1 - c0

@@ -313,20 +313,25 @@ fn dry_run_verifies_both_programs() {
     }
 }
 
-/// The peer sends, the AF_XDP socket receives, testpmd sends it back: the
-/// kernel source sees both ends on the peer's interface, the AF_XDP source
-/// the two in the middle, in one file in time order; the kernel's copies equal
-/// tcpdump's on the peer. (The return is an skb that AF_XDP built whole, a
-/// case the kernel source once read from the wrong header.)
+/// The peer sends, the AF_XDP socket receives, testpmd (a DPDK application
+/// on net_af_xdp) takes it from the socket and sends it back: the kernel
+/// source sees both ends on the peer's interface, the AF_XDP source the
+/// socket's RX and TX, the DPDK source testpmd's bursts, all in one file in
+/// time order; each copy equals the next one's, and the kernel's copies
+/// equal tcpdump's on the peer. (The return is an skb that AF_XDP built
+/// whole, a case the kernel source once read from the wrong header.)
 #[test]
-fn kernel_and_afxdp_in_one_timeline() {
+fn kernel_afxdp_and_dpdk_in_one_timeline() {
     let mut rig = Rig::new();
     rig.testpmd.cmd("start");
     let dir = tmpdir("afxdp-mixed");
     let (xf, tf) = (dir.join("x.pcapng"), dir.join("peer.pcap"));
+    let pid = rig.testpmd.pid().to_string();
     let x = xcap(&[
         "--source",
-        "kernel,afxdp",
+        "kernel,afxdp,dpdk",
+        "--dpdk-pid",
+        &pid,
         "-w",
         xf.to_str().unwrap(),
         "udp port 4001",
@@ -337,7 +342,7 @@ fn kernel_and_afxdp_in_one_timeline() {
         4001,
         &(0..n).map(|i| format!("mixed {i}")).collect::<Vec<_>>(),
     );
-    assert!(wait_until(20, || packets_so_far(&xf).len() >= 4 * n));
+    assert!(wait_until(20, || packets_so_far(&xf).len() >= 6 * n));
     assert!(wait_until(20, || packets_so_far(&tf).len() >= 2 * n));
     let (code, err) = x.stop();
     assert_eq!(code, 0, "{err}");
@@ -350,12 +355,14 @@ fn kernel_and_afxdp_in_one_timeline() {
     );
     let fields = tshark_fields(&xf, &["xcap.source", "xcap.hook"]);
     let path: Vec<&str> = fields.iter().map(|l| l.as_str()).collect();
-    assert_eq!(path.len(), 4 * n, "{err}");
+    assert_eq!(path.len(), 6 * n, "{err}");
     // Each packet's own path, in time order (the three may interleave: the
     // socket can take all of them before testpmd sends any back).
     let one = [
         "kernel\ttp:net:net_dev_start_xmit",
         "afxdp\txsk_rx",
+        "dpdk\trx_burst",
+        "dpdk\ttx_burst",
         "afxdp\txsk_tx",
         "kernel\ttp:net:netif_receive_skb",
     ];
@@ -369,7 +376,8 @@ fn kernel_and_afxdp_in_one_timeline() {
             .collect();
         // xsk_tx is stamped as the send returns; on a veth the peer has
         // often received the packet by then (README: the AF_XDP source).
-        let ok = mine == one || mine == [one[0], one[1], one[3], one[2]];
+        let swapped = [one[0], one[1], one[2], one[3], one[5], one[4]];
+        let ok = mine == one || mine == swapped;
         assert!(ok, "{tag}: {mine:?} in {path:?}");
     }
     let of = |want: &str| -> Vec<Vec<u8>> {
@@ -379,9 +387,11 @@ fn kernel_and_afxdp_in_one_timeline() {
             .map(|(p, _)| p.1.clone())
             .collect()
     };
-    let (out, rx, tx, back) = (of(one[0]), of(one[1]), of(one[2]), of(one[3]));
+    let [out, rx, app_rx, app_tx, tx, back] = one.map(of);
     assert_eq!(rx, out, "the socket got what the peer sent");
-    assert_eq!(tx, back, "the peer got what the socket sent");
+    assert_eq!(app_rx, rx, "testpmd got what the socket got");
+    assert_eq!(tx, app_tx, "the socket sent what testpmd sent");
+    assert_eq!(back, tx, "the peer got what the socket sent");
     // The kernel's copies equal tcpdump's on the peer (as sets: the two
     // stamp a send and a return that cross at slightly different points).
     let mut peer: Vec<Vec<u8>> = read_packets(&tf).into_iter().map(|p| p.1).collect();
