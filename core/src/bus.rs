@@ -486,7 +486,7 @@ mod tests {
     /// batches it got back to reuse.
     struct FakeSource {
         name: &'static str,
-        batches: Vec<(Vec<u64>, u64)>,
+        batches: Batches,
         recycled: Arc<std::sync::atomic::AtomicUsize>,
     }
 
@@ -528,8 +528,11 @@ mod tests {
         }
     }
 
+    /// A fake source's batches: packet times and the watermark after them.
+    type Batches = Vec<(Vec<u64>, u64)>;
+
     fn capture(
-        sources: Vec<(&'static str, Vec<(Vec<u64>, u64)>)>,
+        sources: Vec<(&'static str, Batches)>,
         count: Option<u64>,
     ) -> (BusReport, Vec<(u64, String)>, usize) {
         let seen = Arc::new(Mutex::new(Vec::new()));
