@@ -267,6 +267,40 @@ fn fill_ring_drops_are_counted_with_their_reason_as_the_kernel_counts() {
     // struct xdp_statistics: rx_dropped counts the frames the kernel had
     // no fill-ring buffer for.
     assert_eq!(stats[0], dropped, "XDP_STATISTICS {stats:?}");
+
+    // xcap reports the socket's own statistics, as the kernel keeps them,
+    // in its summary and in the statistics blocks of the socket's device.
+    let names = [
+        "rx_dropped",
+        "rx_invalid_descs",
+        "tx_invalid_descs",
+        "rx_ring_full",
+        "rx_fill_ring_empty_descs",
+        "tx_ring_empty_descs",
+    ];
+    let want = names
+        .iter()
+        .zip(stats)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let want = format!(
+        "AF_XDP socket {ino} [pid {} (dpdk-testpmd)]: kernel statistics since it opened: {want}",
+        rig.testpmd.pid()
+    );
+    assert!(
+        err.lines().any(|l| l == format!("xcap: afxdp: {want}")),
+        "{want}\n{err}"
+    );
+    assert!(captured > 0, "{err}");
+    let o = Command::new("tshark")
+        .args(["-X", "read_format:MIME Files Format", "-r"])
+        .arg(&xf)
+        .args(["-T", "fields", "-e", "pcapng.options.option.data.comment"])
+        .output()
+        .unwrap();
+    let blocks = String::from_utf8_lossy(&o.stdout);
+    assert!(blocks.contains(&want), "{want}\n{blocks}");
 }
 
 /// The kernel's XDP_STATISTICS of socket inode `ino` of process `pid`,

@@ -169,6 +169,10 @@ pub struct SourceReport {
     /// away (the application exited): the capture stops and xcap exits 1,
     /// with the counts above still reported.
     pub failure: Option<String>,
+    /// Statistics of the source's own, each for the interface with this
+    /// index (0: none in particular): the pcapng writer adds them to the
+    /// statistics blocks of the source's interfaces with that index.
+    pub notes: Vec<(u32, String)>,
 }
 
 /// A capture source: attached when built (so bad input is reported before

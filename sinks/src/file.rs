@@ -191,6 +191,7 @@ impl Source for FileSource {
             dropped: 0,
             hooks: Vec::new(),
             failure: None,
+            notes: Vec::new(),
         })
     }
 }

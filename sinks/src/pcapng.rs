@@ -297,9 +297,8 @@ impl PcapNgSink {
         push_opt(&mut b, ISB_STARTTIME, &ts_bytes(f.first_ts));
         push_opt(&mut b, ISB_ENDTIME, &ts_bytes(f.last_ts));
         push_opt(&mut b, ISB_IFRECV, &f.packets.to_ne_bytes());
-        let lost = reports
-            .iter()
-            .find(|r| *r.name == *f.key.source)
+        let report = reports.iter().find(|r| *r.name == *f.key.source);
+        let lost = report
             .and_then(|r| r.hooks.iter().find(|h| *h.hook == *f.key.hook))
             .map(|h| h.lost);
         if let Some(lost) = lost {
@@ -312,6 +311,13 @@ impl PcapNgSink {
                 );
                 push_opt(&mut b, OPT_COMMENT, cap_str(&c).as_bytes());
             }
+        }
+        for (_, note) in report
+            .iter()
+            .flat_map(|r| &r.notes)
+            .filter(|(i, _)| *i == f.key.ifindex)
+        {
+            push_opt(&mut b, OPT_COMMENT, cap_str(note).as_bytes());
         }
         push_opt(&mut b, OPT_ENDOFOPT, &[]);
         b

@@ -156,6 +156,8 @@ fn pcapng_is_wireshark_ready() {
         "pcapng.options.option.data.interface.dropped",
         "-e",
         "pcapng.timestamp",
+        "-e",
+        "pcapng.options.option.data.comment",
     ]);
     let cols: Vec<&str> = blocks.trim_end().split('|').collect();
     let isbs = cols[0].split(',').filter(|t| *t == "0x00000005").count();
@@ -164,6 +166,10 @@ fn pcapng_is_wireshark_ready() {
     // Only interfaces of a hook with a report have a drop count.
     assert_eq!(cols[2], "7,0,7", "{blocks}");
     // The statistics time is now: its two 32-bit halves are in order.
+    // A source's notes go to the blocks of its interfaces on their device
+    // (ifindex 3: the first two interfaces), after any drop comment.
+    let notes = cols[4].matches("socket 7: rx_dropped=2").count();
+    assert_eq!(notes, 2, "{blocks}");
     let year = cols[3].split(',').next_back().unwrap_or("");
     assert!(
         !year.contains("1970") && !year.contains(" 2023 "),

@@ -259,6 +259,7 @@ impl Source for PluginSource {
             dropped: em.lost,
             hooks: Vec::new(),
             failure: None,
+            notes: Vec::new(),
         })
     }
 }

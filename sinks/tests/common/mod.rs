@@ -245,6 +245,8 @@ pub fn kernel_report(lost: u64) -> Vec<SourceReport> {
             },
         ],
         failure: None,
+        // For the statistics blocks of the kernel's interfaces on ifindex 3.
+        notes: vec![(3, "socket 7: rx_dropped=2".into())],
     }]
 }
 

@@ -12,6 +12,7 @@
 
 mod config;
 mod owners;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -184,7 +185,9 @@ impl Source for AfxdpSource {
             let bad = decoder.borrow().bad;
             (delivered, bad)
         };
-        report_drops(&self.obj, &mut decoder.owners);
+        let mut socks = std::mem::take(&mut decoder.socks);
+        report_drops(&self.obj, &mut decoder.owners, &mut socks);
+        let notes = socket_statistics(&mut decoder.owners, &socks);
         let hooks: Vec<HookStats> = HOOKS
             .iter()
             .enumerate()
@@ -197,6 +200,7 @@ impl Source for AfxdpSource {
             dropped,
             hooks,
             failure,
+            notes,
         })
     }
 }
@@ -218,7 +222,7 @@ fn drop_reason(err: u32) -> String {
 /// One line per socket and reason for the packets the kernel dropped
 /// before they reached a socket's RX ring (not filtered: the tracepoint has
 /// no packet to filter).
-fn report_drops(obj: &Object, owners: &mut Owners) {
+fn report_drops(obj: &Object, owners: &mut Owners, socks: &mut HashMap<u32, u32>) {
     let Some(m) = obj.maps().find(|m| m.name() == "drops") else {
         return;
     };
@@ -233,6 +237,7 @@ fn report_drops(obj: &Object, owners: &mut Owners) {
             .and_then(|b| b.try_into().ok())
             .map(u64::from_ne_bytes)
             .unwrap_or(0);
+        socks.entry(key.sock_ino).or_insert(key.ifindex);
         let who = match owners.get(key.sock_ino) {
             Some(o) => format!("pid {} ({})", o.pid, o.comm),
             None => "no process".to_string(),
@@ -251,6 +256,37 @@ fn report_drops(obj: &Object, owners: &mut Owners) {
     }
 }
 
+/// The kernel's XDP_STATISTICS of each socket that received, sent or
+/// dropped, printed and returned for the statistics blocks of its device.
+/// They count since the socket opened, not since xcap started; a socket
+/// closed by now has none to read, which is said.
+fn socket_statistics(owners: &mut Owners, socks: &HashMap<u32, u32>) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, u32)> = socks.iter().map(|(&s, &i)| (s, i)).collect();
+    v.sort_unstable();
+    let mut notes = Vec::new();
+    for (ino, ifindex) in v {
+        if ino == 0 {
+            continue;
+        }
+        let got = owners.get(ino).map(|o| (stats::read(&o, ino), o));
+        let note = match got {
+            Some((Ok(st), o)) => format!(
+                "AF_XDP socket {ino} [pid {} ({})]: kernel statistics since it opened: {}",
+                o.pid,
+                o.comm,
+                stats::format(&st)
+            ),
+            Some((Err(e), _)) => {
+                format!("AF_XDP socket {ino}: kernel statistics not read: {e}")
+            }
+            None => format!("AF_XDP socket {ino}: kernel statistics not read: the socket closed"),
+        };
+        eprintln!("xcap: afxdp: {note}");
+        notes.push((ifindex, note));
+    }
+    notes
+}
+
 /// Ring buffer records to packets.
 struct Decoder {
     owners: Owners,
@@ -258,6 +294,8 @@ struct Decoder {
     comms: Interned<[u8; event::COMM_LEN]>,
     /// Source-specific metadata values, made once each.
     texts: HashMap<(u32, u32, bool), [(String, String); 3]>,
+    /// Sockets that received or sent, and their device.
+    socks: HashMap<u32, u32>,
     source: Arc<str>,
     hooks: [Arc<str>; 2],
     wall_offset: u64,
@@ -271,6 +309,7 @@ impl Decoder {
             ifnames: Interned::default(),
             comms: Interned::default(),
             texts: HashMap::new(),
+            socks: HashMap::new(),
             source: Arc::from("afxdp"),
             hooks: HOOKS.map(Arc::from),
             wall_offset,
@@ -320,7 +359,9 @@ impl Decoder {
             }
         }
         p.meta.queue = h.queue();
+        let socks = &mut self.socks;
         let extra = self.texts.entry((sock, prog, zc)).or_insert_with(|| {
+            socks.insert(sock, h.ifindex);
             [
                 ("xsk".into(), sock.to_string()),
                 ("xdp_prog".into(), prog.to_string()),

@@ -14,6 +14,8 @@ const RESCAN: Duration = Duration::from_millis(500);
 pub struct Owner {
     pub pid: u32,
     pub comm: Arc<str>,
+    /// The socket's descriptor in that process.
+    pub fd: i32,
 }
 
 #[derive(Default)]
@@ -65,6 +67,9 @@ impl Owners {
             };
             let mut comm: Option<Arc<str>> = None;
             for fd in fds.flatten() {
+                let Some(num) = fd.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
                 let Ok(link) = std::fs::read_link(fd.path()) else {
                     continue;
                 };
@@ -80,6 +85,7 @@ impl Owners {
                 found.entry(ino).or_insert(Owner {
                     pid,
                     comm: comm.clone(),
+                    fd: num,
                 });
             }
         }
@@ -107,6 +113,7 @@ mod tests {
         let ino = std::fs::metadata(path).unwrap().ino() as u32;
         let o = Owners::default().get(ino).expect("own socket found");
         assert_eq!(o.pid, std::process::id());
+        assert_eq!(o.fd, std::os::fd::AsRawFd::as_raw_fd(&s));
         assert_eq!(socket_inode("socket:[42]"), Some(42));
         assert_eq!(socket_inode("pipe:[42]"), None);
     }

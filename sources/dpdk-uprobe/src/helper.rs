@@ -419,6 +419,7 @@ impl Source for HelperSource {
             dropped: hooks.iter().map(|h| h.lost).sum::<u64>() + self.decoder.bad,
             hooks,
             failure: (!asked).then(|| crate::gone(&self.described)),
+            notes: Vec::new(),
         })
     }
 }

@@ -191,6 +191,7 @@ impl Source for DpdkSource {
             hooks,
             // Not asked to stop: the application went away.
             failure: (!ctx.stopped()).then(|| gone(&probe.describe())),
+            notes: Vec::new(),
         })
     }
 }

@@ -1119,6 +1119,7 @@ impl Source for KernelSource {
             dropped,
             hooks,
             failure,
+            notes: Vec::new(),
         })
     }
 }
