@@ -85,6 +85,27 @@ static __always_inline void xcap_count(__u32 hook, __u32 idx, __u64 n)
 }
 
 /*
+ * -i/--netns: whether the device (ifindex in namespace netns) is one of the
+ * `nr` selected in a source's configuration (an ifindex or netns of 0
+ * matches any; nr 0 selects every device). Filled by the loader from
+ * xcap_bpf_common::iface::selection.
+ */
+static __always_inline bool xcap_iface_selected(__u32 nr, const volatile __u32 *ifx,
+						const volatile __u32 *ns, __u32 ifindex,
+						__u32 netns)
+{
+	if (nr == 0)
+		return true;
+	for (int i = 0; i < XCAP_MAX_IFACES; i++) {
+		if (i >= nr)
+			break;
+		if ((ifx[i] == 0 || ifx[i] == ifindex) && (ns[i] == 0 || ns[i] == netns))
+			return true;
+	}
+	return false;
+}
+
+/*
  * This CPU's assembly area; *cpu gets the CPU. A program does not nest with
  * itself on one CPU, and uprobe programs run with migration disabled, so
  * the area needs no lock.

@@ -59,20 +59,6 @@ struct {
 
 #define XCAP_AF_XDP 44
 
-static __always_inline bool iface_selected(__u32 ifindex, __u32 netns)
-{
-	if (cfg.nr_ifaces == 0)
-		return true;
-	for (int i = 0; i < XCAP_MAX_IFACES; i++) {
-		if (i >= cfg.nr_ifaces)
-			break;
-		if ((cfg.ifindex[i] == 0 || cfg.ifindex[i] == ifindex) &&
-		    (cfg.netns[i] == 0 || cfg.netns[i] == netns))
-			return true;
-	}
-	return false;
-}
-
 /* Offset in the UMEM of a descriptor's address: in unaligned mode the top
  * 16 bits hold an offset to add (as libxdp's xsk_umem__add_offset_to_addr);
  * in aligned mode they are 0. */
@@ -199,7 +185,7 @@ int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *x
 		return 0;
 	ifindex = BPF_CORE_READ(dev, ifindex);
 	netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	if (!iface_selected(ifindex, netns))
+	if (!xcap_iface_selected(cfg.nr_ifaces, cfg.ifindex, cfg.netns, ifindex, netns))
 		return 0;
 	xcap_count(XCAP_XSK_HOOK_RX, XCAP_CNT_SEEN, 1);
 	s = xcap_scratch(&c.cpu);
@@ -357,7 +343,7 @@ int BPF_PROG(xcap_xsk_tx, struct sock *sk, int ret, int flags)
 	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
 	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
 
-	if (!iface_selected(ifindex, netns))
+	if (!xcap_iface_selected(cfg.nr_ifaces, cfg.ifindex, cfg.netns, ifindex, netns))
 		return 0;
 	n = cons - from;
 	size = BPF_CORE_READ(tx, nentries);
@@ -449,7 +435,8 @@ int BPF_PROG(xcap_xsk_drop, const struct net_device *dev, const struct bpf_prog 
 	if (type != BPF_MAP_TYPE_XSKMAP || !err)
 		return 0;
 	k.ifindex = BPF_CORE_READ(dev, ifindex);
-	if (!iface_selected(k.ifindex, BPF_CORE_READ(dev, nd_net.net, ns.inum)))
+	if (!xcap_iface_selected(cfg.nr_ifaces, cfg.ifindex, cfg.netns, k.ifindex,
+				 BPF_CORE_READ(dev, nd_net.net, ns.inum)))
 		return 0;
 	k.sock_ino = tgt ? sock_ino((void *)tgt) : 0;
 	k.err = -err;

@@ -100,20 +100,6 @@ static __always_inline bool task_selected(void)
 	return true;
 }
 
-static __always_inline bool iface_selected(__u32 ifindex, __u32 netns)
-{
-	if (cfg.nr_ifaces == 0)
-		return true;
-	for (int i = 0; i < XCAP_MAX_IFACES; i++) {
-		if (i >= cfg.nr_ifaces)
-			break;
-		if ((cfg.ifindex[i] == 0 || cfg.ifindex[i] == ifindex) &&
-		    (cfg.netns[i] == 0 || cfg.netns[i] == netns))
-			return true;
-	}
-	return false;
-}
-
 /* Kernel virtual address of a struct page in the direct map (x86-64). */
 static __always_inline __u64 page_addr(__u64 page)
 {
@@ -364,7 +350,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 			}
 		}
 	}
-	if (!iface_selected(ifindex, netns))
+	if (!xcap_iface_selected(cfg.nr_ifaces, cfg.ifindex, cfg.netns, ifindex, netns))
 		return 0;
 	if (!task_selected())
 		return 0;
