@@ -375,7 +375,7 @@ pub fn run(
     let names: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
     let mut flow = Flow::new(&sources, sinks, opts, stop.clone());
 
-    if n == 1 {
+    if n == 1 && !flow.sinks.iter().any(|s| s.bound_to_its_thread()) {
         let direct = Arc::new(Mutex::new(Direct {
             flow,
             recycled: Vec::new(),
@@ -511,12 +511,16 @@ mod tests {
         }
     }
 
-    /// Records what it is given, and on which thread.
-    struct Recorder(Arc<Mutex<Vec<(u64, String)>>>);
+    /// Records what it is given, and on which thread; `.1`: a sink bound
+    /// to its thread (a plugin's).
+    struct Recorder(Arc<Mutex<Vec<(u64, String)>>>, bool);
 
     impl Sink for Recorder {
         fn name(&self) -> &str {
             "recorder"
+        }
+        fn bound_to_its_thread(&self) -> bool {
+            self.1
         }
         fn write(&mut self, p: &Packet) -> Result<()> {
             let t = thread::current().name().unwrap_or("").to_string();
@@ -535,6 +539,14 @@ mod tests {
         sources: Vec<(&'static str, Batches)>,
         count: Option<u64>,
     ) -> (BusReport, Vec<(u64, String)>, usize) {
+        capture_to(sources, count, false)
+    }
+
+    fn capture_to(
+        sources: Vec<(&'static str, Batches)>,
+        count: Option<u64>,
+        bound: bool,
+    ) -> (BusReport, Vec<(u64, String)>, usize) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recycled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let sources: Vec<Box<dyn Source>> = sources
@@ -552,7 +564,8 @@ mod tests {
             filter: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let r = run(sources, vec![Box::new(Recorder(seen.clone()))], &opts, stop).unwrap();
+        let sink = Box::new(Recorder(seen.clone(), bound));
+        let r = run(sources, vec![sink], &opts, stop).unwrap();
         let seen = seen.lock().unwrap().clone();
         (r, seen, recycled.load(Ordering::Relaxed))
     }
@@ -575,6 +588,14 @@ mod tests {
         assert!(recycled >= 1);
         assert_eq!((r.written, r.per_source.clone()), (8, vec![8]));
         assert_eq!(r.sources[0].name, "one");
+    }
+
+    #[test]
+    fn a_sink_bound_to_its_thread_is_written_from_it() {
+        let batches = vec![(vec![10, 20], 15), (vec![30], u64::MAX)];
+        let (r, seen, _) = capture_to(vec![("one", batches)], None, true);
+        assert_eq!(r.written, 3);
+        assert!(seen.iter().all(|s| !s.1.starts_with("xcap-")), "{seen:?}");
     }
 
     #[test]

@@ -271,6 +271,12 @@ pub trait Sink: Send {
     /// Flush and close; the file must be valid afterwards. Gets every
     /// source's report so files can record their statistics.
     fn finish(&mut self, reports: &[SourceReport]) -> Result<()>;
+    /// Whether every call must come from the thread that opened the sink
+    /// (a plugin's ABI promises its sinks that). Otherwise a single
+    /// source writes to the sinks from its own thread.
+    fn bound_to_its_thread(&self) -> bool {
+        false
+    }
 }
 
 pub struct SinkFactory {

@@ -116,6 +116,11 @@ impl Sink for PluginSink {
         &self.name
     }
 
+    /// xcap_plugin.h: "A sink's functions are called from one thread".
+    fn bound_to_its_thread(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, p: &Packet) -> Result<()> {
         if self.failed {
             return Ok(());

@@ -362,7 +362,17 @@ impl Slots {
             SPARE.with_borrow_mut(|s| {
                 let room = SPARE_MAX.saturating_sub(s.len());
                 let keep = (self.packets.len() - self.filled).min(room);
-                s.extend(self.packets.drain(self.filled..self.filled + keep));
+                s.extend(
+                    self.packets
+                        .drain(self.filled..self.filled + keep)
+                        .map(|mut p| {
+                            // Spares hold no large buffer (a burst of big packets).
+                            if p.data.capacity() > BUF_KEEP {
+                                p.data = Vec::new();
+                            }
+                            p
+                        }),
+                );
             });
             self.packets.truncate(self.filled);
         }
@@ -622,6 +632,32 @@ mod tests {
         // The same buffer.
         assert_eq!(p.data.as_ptr(), bufs[0]);
         assert_eq!(batch[1].ts_ns, 10);
+    }
+
+    #[test]
+    fn no_large_buffer_is_kept_for_small_packets() {
+        let (source, hook, ifname): (Arc<str>, Arc<str>, Arc<str>) =
+            ("kernel".into(), "tp:net:x".into(), "eth0".into());
+        let names = || Names {
+            source: &source,
+            hook: &hook,
+            ifname: &ifname,
+            comm: None,
+        };
+        let mut slots = Slots::default();
+        for i in 0..3 {
+            fill(slots.slot(), &record(i, i), &[7; 9000], 0, names());
+        }
+        let mut slots = Slots::new(slots.into_batch());
+        fill(slots.slot(), &record(5, 5), &[1; 10], 0, names());
+        let batch = slots.into_batch();
+        assert_eq!(batch.len(), 1);
+        assert!(batch[0].data.capacity() <= BUF_KEEP);
+        // The two left over wait as spares, without their 9000 bytes.
+        SPARE.with_borrow(|s| {
+            assert!(s.len() >= 2);
+            assert!(s.iter().all(|p| p.data.capacity() <= BUF_KEEP));
+        });
     }
 
     #[test]
