@@ -583,16 +583,23 @@ mod tests {
         }
     }
 
+    fn shared_names() -> (Arc<str>, Arc<str>, Arc<str>) {
+        ("kernel".into(), "tp:net:x".into(), "eth0".into())
+    }
+
+    fn names_of<'a>(source: &'a Arc<str>, hook: &'a Arc<str>, ifname: &'a Arc<str>) -> Names<'a> {
+        Names {
+            source,
+            hook,
+            ifname,
+            comm: None,
+        }
+    }
+
     #[test]
     fn written_packets_are_filled_again_in_place() {
-        let (source, hook, ifname): (Arc<str>, Arc<str>, Arc<str>) =
-            ("kernel".into(), "tp:net:x".into(), "eth0".into());
-        let names = || Names {
-            source: &source,
-            hook: &hook,
-            ifname: &ifname,
-            comm: None,
-        };
+        let (source, hook, ifname) = shared_names();
+        let names = || names_of(&source, &hook, &ifname);
         let mut slots = Slots::default();
         for i in 0..3 {
             fill(slots.slot(), &record(i, i), &[1, 2, 3], 100, names());
@@ -636,14 +643,8 @@ mod tests {
 
     #[test]
     fn no_large_buffer_is_kept_for_small_packets() {
-        let (source, hook, ifname): (Arc<str>, Arc<str>, Arc<str>) =
-            ("kernel".into(), "tp:net:x".into(), "eth0".into());
-        let names = || Names {
-            source: &source,
-            hook: &hook,
-            ifname: &ifname,
-            comm: None,
-        };
+        let (source, hook, ifname) = shared_names();
+        let names = || names_of(&source, &hook, &ifname);
         let mut slots = Slots::default();
         for i in 0..3 {
             fill(slots.slot(), &record(i, i), &[7; 9000], 0, names());
