@@ -15,6 +15,8 @@
 #include <bpf/bpf_tracing.h>
 #include "xcap_event.h"
 #include "dpdk.h"
+/* bpftime may run these programs in userspace, where there is no task. */
+#define XCAP_COMM_BY_HELPER
 #include "xcap_runtime.h"
 
 /* The DPDK source's configuration (dpdk.h). */

@@ -87,9 +87,9 @@ static __always_inline bool task_selected(void)
 	if (cfg.pid && (bpf_get_current_pid_tgid() >> 32) != cfg.pid)
 		return false;
 	if (cfg.comm[0]) {
-		char comm[16];
+		char comm[16] __attribute__((aligned(8)));
 
-		bpf_get_current_comm(comm, sizeof(comm));
+		xcap_current_comm(comm);
 		for (int i = 0; i < 16; i++) {
 			if (comm[i] != cfg.comm[i])
 				return false;
@@ -301,7 +301,8 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	struct net_device *dev = SKB(skb, dev, btf);
 	__u32 ifindex = 0, netns = 0;
 	__u16 type = 0;
-	__u64 ifname = 0; /* address of the device name */
+	__u64 ifname = 0; /* address of the device name, when not btf_dev's */
+	struct net_device *btf_dev = NULL; /* dev, when its name can be loaded directly */
 	struct xcap_scratch *s;
 	struct xcap_copy c = {};
 
@@ -317,7 +318,7 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 		ifindex = dev->ifindex;
 		netns = net ? net->ns.inum : 0;
 		type = dev->type;
-		ifname = (__u64)dev->name;
+		btf_dev = dev;
 	} else {
 		/*
 		 * Locally generated packets have no device before routing output
@@ -464,9 +465,15 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	ev->dir = dir;
 	ev->flags = (drop ? XCAP_F_DROP : 0) | *(volatile __u32 *)&s->src.synth_flags;
 	ev->queue = XCAP_NO_QUEUE;
-	__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
-	if (ifname)
-		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), (void *)ifname);
+	if (btf_dev) {
+		/* Two loads instead of a string helper call; Rust reads up to the NUL. */
+		((__u64 *)ev->ifname)[0] = *(__u64 *)&btf_dev->name[0];
+		((__u64 *)ev->ifname)[1] = *(__u64 *)&btf_dev->name[8];
+	} else {
+		__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
+		if (ifname)
+			bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), (void *)ifname);
+	}
 
 	if (xcap_emit(ctx, s, &c, hook) && cfg.ret) {
 		/* Await this call's return (fexit/kretprobe). */
