@@ -29,7 +29,6 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/kernel.h");
-    for h in ["xcap_event.h", "xcap_filter.h", "xcap_copy.h"] {
-        println!("cargo:rerun-if-changed={}", include.join(h).display());
-    }
+    // The shared headers, all of them: cargo scans a directory whole.
+    println!("cargo:rerun-if-changed={}", include.display());
 }
