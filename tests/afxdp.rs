@@ -124,7 +124,11 @@ fn testpmd_forwarding_rx_and_tx_equal_the_peer_capture() {
         "udp port 4001",
     ]);
     // Five to the port the filter selects, three beside them it rejects.
-    let wanted: Vec<String> = (0..5).map(|i| format!("wanted {i:03}")).collect();
+    // Longer than the bytes the filter looks at first (XCAP_FILTER_PEEK):
+    // a kept packet is still captured whole.
+    let wanted: Vec<String> = (0..5)
+        .map(|i| format!("wanted {i:03} {}", "z".repeat(300)))
+        .collect();
     rig.send(4002, &["other 1".into(), "other 2".into()]);
     rig.send(4001, &wanted);
     rig.send(4002, &["other 3".into()]);

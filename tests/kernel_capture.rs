@@ -82,6 +82,70 @@ fn same_packets_as_tcpdump_pcap() {
     }
 }
 
+/// With a filter, BPF copies only the first bytes of a packet before the
+/// filter runs. A kept packet is still captured whole, and a filter that
+/// reads past those bytes (here 334 bytes into the frame, in the skb's
+/// linear head) gets them: the verdicts are libpcap's on the same packets.
+#[test]
+fn filtered_packets_are_whole_and_deep_loads_read_the_head() {
+    let v = VethPair::new();
+    let dir = tmpdir("peek");
+    let (tf, af, df) = (dir.join("t.pcap"), dir.join("a.pcap"), dir.join("d.pcap"));
+    let deep = "icmp[300] = 0x41";
+    let td = tcpdump(&v.a, &v.va, &tf, &[]);
+    let all = xcap(&[
+        "--netns",
+        &v.a,
+        "-i",
+        &v.va,
+        "-w",
+        af.to_str().unwrap(),
+        "icmp",
+    ]);
+    let dc = xcap(&[
+        "--netns",
+        &v.a,
+        "-i",
+        &v.va,
+        "-w",
+        df.to_str().unwrap(),
+        deep,
+    ]);
+    // 600-byte payloads, filled with 0x41 ('A') or 0x42: 642-byte frames.
+    for pat in ["41", "42", "41", "42"] {
+        v.exec(
+            &v.a,
+            &format!("ping -c 2 -i 0.05 -s 600 -p {pat} {}", v.ip_b),
+        );
+    }
+    let icmp = |f: &std::path::Path| packets_so_far(f).iter().filter(|p| is_icmp(p)).count();
+    // 8 requests and 8 replies; half of them carry 0x41.
+    wait_until(20, || icmp(&tf) >= 16 && icmp(&af) >= 16 && icmp(&df) >= 8);
+    let (acode, aerr) = all.stop();
+    let (dcode, derr) = dc.stop();
+    let _ = td.stop();
+    assert_eq!(acode, 0, "{aerr}");
+    assert_eq!(dcode, 0, "{derr}");
+    let ts: Vec<_> = read_packets(&tf).into_iter().filter(is_icmp).collect();
+    let xs = read_packets(&af);
+    assert_eq!(ts.len(), 16, "tcpdump saw the 16 pings");
+    assert!(xs.iter().all(|p| p.1.len() == 642), "captured whole");
+    assert_eq!(bag(&xs), bag(&ts), "'icmp': the bytes tcpdump captured");
+    let offline = dir.join("offline.pcap");
+    sh(&format!(
+        "tcpdump -r {} -w {} '{deep}' 2>/dev/null",
+        tf.display(),
+        offline.display()
+    ));
+    let os = read_packets(&offline);
+    assert_eq!(os.len(), 8, "libpcap picks the 0x41 half");
+    assert_eq!(
+        bag(&read_packets(&df)),
+        bag(&os),
+        "'{deep}': libpcap's verdicts"
+    );
+}
+
 /// Inside `ip netns exec`, -i names resolve in that namespace; a closed
 /// pipe on stdout ends the capture normally.
 #[test]
