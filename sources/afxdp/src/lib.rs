@@ -335,6 +335,18 @@ impl Decoder {
             .ifnames
             .get((h.ifindex, h.netns, h.ifname), |k| event::cstr(&k.2).into());
         let comm = self.comms.get(h.comm, |k| event::cstr(k).into());
+        let socks = &mut self.socks;
+        let extra = self.texts.entry((sock, prog, zc)).or_insert_with(|| {
+            socks.insert(sock, h.ifindex);
+            [
+                ("xsk".into(), sock.to_string()),
+                ("xdp_prog".into(), prog.to_string()),
+                (
+                    "xsk_mode".into(),
+                    if zc { "zerocopy" } else { "copy" }.into(),
+                ),
+            ]
+        });
         let p = out.slot();
         runtime::fill(
             p,
@@ -346,6 +358,7 @@ impl Decoder {
                 hook,
                 ifname,
                 comm: Some(comm),
+                extra,
             },
         );
         // TX is captured in the sending thread; RX in whichever delivered
@@ -359,19 +372,6 @@ impl Decoder {
             }
         }
         p.meta.queue = h.queue();
-        let socks = &mut self.socks;
-        let extra = self.texts.entry((sock, prog, zc)).or_insert_with(|| {
-            socks.insert(sock, h.ifindex);
-            [
-                ("xsk".into(), sock.to_string()),
-                ("xdp_prog".into(), prog.to_string()),
-                (
-                    "xsk_mode".into(),
-                    if zc { "zerocopy" } else { "copy" }.into(),
-                ),
-            ]
-        });
-        p.meta.extra.extend_from_slice(extra);
     }
 }
 

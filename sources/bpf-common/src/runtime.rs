@@ -394,11 +394,14 @@ pub struct Names<'a> {
     pub hook: &'a Arc<str>,
     pub ifname: &'a Arc<str>,
     pub comm: Option<&'a Arc<str>>,
+    /// The source's key/values for this packet. A refilled packet that
+    /// holds the same keeps its strings: no allocation per packet.
+    pub extra: &'a [(String, String)],
 }
 
 /// Fill `p` from one record: the fields every BPF source takes from the
-/// record's header, as they are; queue, drop, return value, stack and
-/// extras empty.
+/// record's header, as they are, and `names.extra`; queue, drop, return
+/// value and stack empty.
 pub fn fill(p: &mut Packet, h: &XcapEvent, data: &[u8], wall: u64, names: Names<'_>) {
     p.ts_ns = h.ts_ns + wall;
     if p.data.capacity() > BUF_KEEP.max(data.len()) {
@@ -426,7 +429,10 @@ pub fn fill(p: &mut Packet, h: &XcapEvent, data: &[u8], wall: u64, names: Names<
     m.drop_location = None;
     m.retval = None;
     m.stack.clear();
-    m.extra.clear();
+    if m.extra[..] != *names.extra {
+        m.extra.clear();
+        m.extra.extend_from_slice(names.extra);
+    }
 }
 
 /// Point `slot` at `v`, unless it does already.
@@ -593,6 +599,7 @@ mod tests {
             hook,
             ifname,
             comm: None,
+            extra: &[],
         }
     }
 
@@ -639,6 +646,36 @@ mod tests {
         // The same buffer.
         assert_eq!(p.data.as_ptr(), bufs[0]);
         assert_eq!(batch[1].ts_ns, 10);
+    }
+
+    #[test]
+    fn extras_are_the_sources_and_kept_while_the_same() {
+        let (source, hook, ifname) = shared_names();
+        let xsk: Vec<(String, String)> = vec![("xsk".into(), "7".into())];
+        let other: Vec<(String, String)> = vec![("xsk".into(), "8".into())];
+        let with = |extra| Names {
+            extra,
+            ..names_of(&source, &hook, &ifname)
+        };
+        let mut slots = Slots::default();
+        let p = slots.slot();
+        fill(p, &record(1, 1), &[1], 0, with(&xsk));
+        assert_eq!(p.meta.extra, xsk);
+        let kept = p.meta.extra[0].1.as_ptr();
+        fill(p, &record(2, 2), &[1], 0, with(&xsk));
+        assert_eq!(
+            p.meta.extra[0].1.as_ptr(),
+            kept,
+            "the same strings, not new ones"
+        );
+        fill(p, &record(3, 3), &[1], 0, with(&other));
+        assert_eq!(p.meta.extra, other);
+        // A source's own push after the fill does not outlive the packet.
+        p.meta.extra.push(("synth".into(), "ip".into()));
+        fill(p, &record(4, 4), &[1], 0, with(&other));
+        assert_eq!(p.meta.extra, other);
+        fill(p, &record(5, 5), &[1], 0, with(&[]));
+        assert!(p.meta.extra.is_empty());
     }
 
     #[test]

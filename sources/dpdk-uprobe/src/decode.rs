@@ -70,6 +70,7 @@ impl Decoder {
                 hook: &hook.name,
                 ifname,
                 comm: Some(comm),
+                extra: &[],
             },
         );
         p.meta.queue = h.queue();

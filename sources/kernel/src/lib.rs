@@ -1002,6 +1002,7 @@ impl Decoder<'_> {
                 hook: &hook.name,
                 ifname,
                 comm: Some(comm),
+                extra: &[],
             },
         );
         let meta = &mut p.meta;
