@@ -15,7 +15,7 @@
  *
  * A capture then goes:
  *   s = xcap_scratch(&c.cpu);                  the assembly area
- *   xcap_copy_first(s, &c, addr, n);           the first bytes
+ *   c.off = xcap_copy(s->data, 0, addr, n, u); the first bytes
  *   if (!xcap_filter_copy(s, &c, hook, false)) filter, then the rest
  *           return 0;                          up to the snap length
  *   ev = xcap_event_of(s); ev->... = ...;      the source's metadata
@@ -116,28 +116,9 @@ static __always_inline struct xcap_scratch *xcap_scratch(__u32 *cpu)
 	return bpf_map_lookup_elem(&scratch_map, cpu);
 }
 
-/*
- * Whether packet memory is the current process's (DPDK) rather than the
- * kernel's: how xcap_copy() reads it. A source may define it first.
- */
-#ifndef XCAP_USER_DATA
-#define XCAP_USER_DATA false
-#endif
-
-/*
- * Bytes of a packet's first region copied before the filter runs: enough
- * for Ethernet with two VLAN tags, IPv6 and a TCP header with options. The
- * rest is copied only for a packet that is kept, so rejecting a large
- * packet costs what rejecting a small one does; a filter that reads
- * further asks for it (XCAP_FILTER_NEED_MORE).
- */
-#define XCAP_FILTER_PEEK 128
-
 /* A packet being copied into the data area. */
 struct xcap_copy {
 	__u64 at[2]; /* the source's: where the rest of the packet is */
-	__u64 base;  /* first region: data[i] is at base + i ... */
-	__u32 first_end; /* ... for off <= i < first_end */
 	__u32 off;   /* bytes copied so far */
 	__u32 cap;   /* bytes wanted: the packet, up to the snap length */
 	__u32 total; /* the packet's length */
@@ -146,27 +127,7 @@ struct xcap_copy {
 	__u8 trunc;  /* some bytes could not be read */
 };
 
-/*
- * Copy the packet's first contiguous region, `len` bytes at `addr`, to the
- * data area at c->off: whole without a filter, only XCAP_FILTER_PEEK bytes
- * with one (xcap_filter_copy copies the rest when the packet is kept).
- * `len` is already cut to what is wanted (c->cap).
- */
-static __always_inline void xcap_copy_first(struct xcap_scratch *s, struct xcap_copy *c,
-					    __u64 addr, __u32 len)
-{
-	__u32 n = len, got;
-
-	if (xcap_cfg.rt.filter && n > XCAP_FILTER_PEEK)
-		n = XCAP_FILTER_PEEK;
-	c->base = addr - c->off;
-	c->first_end = c->off + len;
-	got = xcap_copy(s->data, c->off, addr, n, XCAP_USER_DATA);
-	c->off += got;
-	c->trunc = got != n;
-}
-
-/* Copies what follows the first region; defined by the source. */
+/* Copies what follows the first bytes; defined by the source. */
 static __always_inline void xcap_copy_rest(struct xcap_copy *c);
 
 /* What the filter reads: the data area, as the verifier sizes it. */
@@ -205,13 +166,6 @@ static __always_inline bool xcap_filter_copy(struct xcap_scratch *s, struct xcap
 		r = xcap_run_filter((void *)s->data, c->off, c->total, c->raw);
 		if (r == XCAP_FILTER_MISS && !keep)
 			return false;
-	}
-	if (!c->trunc && c->off < c->first_end) {
-		__u32 want = c->first_end - c->off;
-		__u32 got = xcap_copy(s->data, c->off, c->base + c->off, want, XCAP_USER_DATA);
-
-		c->off += got;
-		c->trunc = got != want;
 	}
 	if (!c->trunc && c->off < c->cap)
 		xcap_copy_rest(c);

@@ -222,7 +222,8 @@ int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *x
 	c.total = w.total;
 	c.cap = c.total < xcap_cfg.rt.snaplen ? c.total : xcap_cfg.rt.snaplen;
 	first = d.len < c.cap ? d.len : c.cap;
-	xcap_copy_first(s, &c, addrs + umem_off(d.addr), first);
+	c.off = xcap_copy(s->data, 0, addrs + umem_off(d.addr), first, false);
+	c.trunc = c.off != first;
 	if (!xcap_filter_copy(s, &c, XCAP_XSK_HOOK_RX, false))
 		return 0;
 
@@ -261,7 +262,8 @@ __attribute__((noinline)) int xcap_xsk_tx_pkt(__u32 cpu, __u32 first, __u32 nr, 
 	c.total = total;
 	c.cap = c.total < xcap_cfg.rt.snaplen ? c.total : xcap_cfg.rt.snaplen;
 	len = d.len < c.cap ? d.len : c.cap;
-	xcap_copy_first(s, &c, s->src.addrs + umem_off(d.addr), len);
+	c.off = xcap_copy(s->data, 0, s->src.addrs + umem_off(d.addr), len, false);
+	c.trunc = c.off != len;
 	if (!xcap_filter_copy(s, &c, XCAP_XSK_HOOK_TX, false))
 		return 0;
 

@@ -17,8 +17,6 @@
 #include "dpdk.h"
 /* bpftime may run these programs in userspace, where there is no task. */
 #define XCAP_COMM_BY_HELPER
-/* Packets are in the application's memory. */
-#define XCAP_USER_DATA true
 #include "xcap_runtime.h"
 
 /* The DPDK source's configuration (dpdk.h). */
@@ -162,7 +160,8 @@ __attribute__((noinline)) int xcap_dpdk_mbuf(__u64 m, __u32 hook, __u32 pq, __u3
 	c.at[0] = g.next;
 	__u32 first = g.len < c.cap ? g.len : c.cap;
 
-	xcap_copy_first(s, &c, g.addr, first);
+	c.off = xcap_copy(s->data, 0, g.addr, first, true);
+	c.trunc = c.off != first;
 	if (!xcap_filter_copy(s, &c, hook, false))
 		return 0;
 

@@ -423,11 +423,8 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	c.at[1] = (__u64)head;
 	__u32 lin = linear < c.cap ? linear : c.cap;
 
-	c.off = hlen;
-	if (hlen < lin)
-		xcap_copy_first(s, &c, (__u64)start, lin - hlen);
-	else
-		c.trunc = hlen != lin;
+	c.off = hlen < lin ? hlen + xcap_copy(s->data, hlen, (__u64)start, lin - hlen, false) : hlen;
+	c.trunc = c.off != lin;
 
 	/* --track: a packet that matched at an earlier hook is kept. */
 	__u64 key = (__u64)skb;
