@@ -124,8 +124,8 @@ fn testpmd_forwarding_rx_and_tx_equal_the_peer_capture() {
         "udp port 4001",
     ]);
     // Five to the port the filter selects, three beside them it rejects.
-    // Longer than the bytes the filter looks at first (XCAP_FILTER_PEEK):
-    // a kept packet is still captured whole.
+    // Longer than the headers a filter reads: a kept packet is captured
+    // whole, past them.
     let wanted: Vec<String> = (0..5)
         .map(|i| format!("wanted {i:03} {}", "z".repeat(300)))
         .collect();

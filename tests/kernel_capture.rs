@@ -82,10 +82,10 @@ fn same_packets_as_tcpdump_pcap() {
     }
 }
 
-/// With a filter, BPF copies only the first bytes of a packet before the
-/// filter runs. A kept packet is still captured whole, and a filter that
-/// reads past those bytes (here 334 bytes into the frame, in the skb's
-/// linear head) gets them: the verdicts are libpcap's on the same packets.
+/// With a filter, a kept packet is captured whole, and a filter that reads
+/// deep into the skb's linear head (here 334 bytes into the frame) sees
+/// the right bytes: the verdicts are libpcap's on the same packets. (Guards
+/// any change to how much BPF copies before the filter runs.)
 #[test]
 fn filtered_packets_are_whole_and_deep_loads_read_the_head() {
     let v = VethPair::new();
