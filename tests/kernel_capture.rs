@@ -17,6 +17,18 @@ fn bag(pkts: &[(u16, Vec<u8>, u32)]) -> BTreeMap<Vec<u8>, usize> {
     m
 }
 
+/// What libpcap selects with `expr` from the packets of `file`, through
+/// `tcpdump -r` (its result is kept beside `file` as `NAME.libpcap.pcap`).
+fn libpcap_selects(file: &std::path::Path, expr: &str) -> Vec<Pkt> {
+    let out = file.with_extension("libpcap.pcap");
+    sh(&format!(
+        "tcpdump -r {} -w {} '{expr}' 2>/dev/null",
+        file.display(),
+        out.display()
+    ));
+    read_packets(&out)
+}
+
 #[test]
 fn same_packets_as_tcpdump_pcap() {
     let v = VethPair::new();
@@ -54,19 +66,14 @@ fn same_packets_as_tcpdump_pcap() {
     assert!(err.lines().any(|l| l == counted), "{counted}: {err}");
     assert!(err.lines().any(|l| l == "0 packets dropped"), "{err}");
     // -r with a filter: libpcap's verdicts in userspace, as tcpdump -r.
-    let (xr, tr) = (dir.join("xr.pcap"), dir.join("tr.pcap"));
+    let xr = dir.join("xr.pcap");
     let expr = "icmp and len > 300";
     sh(&format!(
         "{XCAP} -r {} -w {} '{expr}' 2>/dev/null",
         xf.display(),
         xr.display()
     ));
-    sh(&format!(
-        "tcpdump -r {} -w {} '{expr}' 2>/dev/null",
-        xf.display(),
-        tr.display()
-    ));
-    let (a, b) = (read_packets(&xr), read_packets(&tr));
+    let (a, b) = (read_packets(&xr), libpcap_selects(&xf, expr));
     assert_eq!(a.len(), 6, "3 large pings and their replies");
     assert_eq!(bag(&a), bag(&b));
     // Wall-clock stamps agree with tcpdump's (taken a few microseconds apart).
@@ -131,13 +138,7 @@ fn filtered_packets_are_whole_and_deep_loads_read_the_head() {
     assert_eq!(ts.len(), 16, "tcpdump saw the 16 pings");
     assert!(xs.iter().all(|p| p.1.len() == 642), "captured whole");
     assert_eq!(bag(&xs), bag(&ts), "'icmp': the bytes tcpdump captured");
-    let offline = dir.join("offline.pcap");
-    sh(&format!(
-        "tcpdump -r {} -w {} '{deep}' 2>/dev/null",
-        tf.display(),
-        offline.display()
-    ));
-    let os = read_packets(&offline);
+    let os = libpcap_selects(&tf, deep);
     assert_eq!(os.len(), 8, "libpcap picks the 0x41 half");
     assert_eq!(
         bag(&read_packets(&df)),
@@ -328,13 +329,7 @@ fn paged_gso_data_captured_whole() {
     assert!(!err.contains("unreadable paged data"), "{err}");
     // The in-kernel verdicts equal libpcap's on the whole packets; the
     // filtered capture is complete once it has as many as libpcap picks.
-    let offline = dir.join("offline.pcap");
-    sh(&format!(
-        "tcpdump -r {} -w {} '{deep}' 2>/dev/null",
-        xf.display(),
-        offline.display()
-    ));
-    let os = read_packets(&offline);
+    let os = libpcap_selects(&xf, deep);
     wait_until(20, || packets_so_far(&ff).len() >= os.len());
     let (fcode, ferr) = fc.stop();
     assert_eq!(fcode, 0, "{ferr}");
