@@ -100,13 +100,22 @@ fn dissector_fields_filter_in_tshark() {
             "xcap.hook",
             "xcap.ifname",
             "xcap.source",
+            "xcap.ifindex",
+            "xcap.netns",
         ],
     );
     assert_eq!(sent.len(), 3, "{sent:?}");
+    // The interface's fields come from its description, not the comment.
+    let ifindex = sh(&format!("ip -n {} -o link show va", v.a));
+    let ifindex = ifindex.split(':').next().unwrap().trim();
+    let netns = sh(&format!("stat -L -c %i /run/netns/{}", v.a));
     for l in &sent {
         assert_eq!(
             l,
-            &format!("ping\t{good_pid}\ttp:net:net_dev_start_xmit\tva\tkernel"),
+            &format!(
+                "ping\t{good_pid}\ttp:net:net_dev_start_xmit\tva\tkernel\t{ifindex}\t{}",
+                netns.trim()
+            ),
             "{sent:?}"
         );
     }
@@ -175,5 +184,72 @@ fn dissector_fields_filter_in_tshark() {
             s.parse::<i128>().unwrap() * 1_000_000_000 + frac.parse::<i128>().unwrap()
         };
         assert_eq!(ns(f[6]) - ns(g[0]), ns(f[5]), "{l} / {first:?}");
+    }
+
+    // Files of earlier versions repeat the interface's fields and the id in
+    // every comment: where the comment has them, they are what is shown.
+    let old = dir.join("old.pcapng");
+    first_packet_as_old_version(&xf, &old);
+    let fields = [
+        "xcap.source",
+        "xcap.hook",
+        "xcap.ifname",
+        "xcap.ifindex",
+        "xcap.netns",
+        "xcap.packet_id",
+    ];
+    let first = tshark(&old, "frame.number == 1", &fields);
+    assert_eq!(
+        first,
+        ["kernel\ttp:x:old\told0\t77\t88\t0x0000000000000abc"],
+        "{first:?}"
+    );
+    let second = tshark(&old, "frame.number == 2", &fields);
+    let s: Vec<&str> = second[0].split('\t').collect();
+    assert!(
+        s[1].starts_with("tp:net:") && s[2] != "old0" && s[5].starts_with("0xffff"),
+        "{second:?}"
+    );
+}
+
+/// Copy `new` to `old` with the first packet as earlier versions wrote it:
+/// the interface's fields and the id in the comment (made-up values, to
+/// tell them from the description's), no epb_packetid.
+fn first_packet_as_old_version(new: &Path, old: &Path) {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
+    use std::borrow::Cow;
+    use std::fs::File;
+
+    let mut r = PcapNgReader::new(File::open(new).unwrap()).unwrap();
+    let shb = r.section().clone();
+    let mut w = PcapNgWriter::with_section_header(File::create(old).unwrap(), shb).unwrap();
+    let mut first = true;
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            Block::EnhancedPacket(mut epb) if first => {
+                first = false;
+                epb.options.retain(|o| {
+                    matches!(
+                        o,
+                        EnhancedPacketOption::Flags(_) | EnhancedPacketOption::Comment(_)
+                    )
+                });
+                for o in epb.options.iter_mut() {
+                    if let EnhancedPacketOption::Comment(c) = o {
+                        let (line, rest) = c.split_once('\n').unwrap_or((c, ""));
+                        let nl = if rest.is_empty() { "" } else { "\n" };
+                        *c = Cow::Owned(format!(
+                            "hook=tp:x:old if=old0 ifindex=77 netns=88 {line} id=0xabc{nl}{rest}"
+                        ));
+                    }
+                }
+                w.write_pcapng_block(epb).unwrap();
+            }
+            Block::InterfaceStatistics(_) => {}
+            b => {
+                w.write_block(&b).unwrap();
+            }
+        }
     }
 }

@@ -1,10 +1,12 @@
 -- xcap.lua: Wireshark/tshark fields for the metadata xcap writes in pcapng.
 --
 -- xcap keeps its per-packet metadata where any pcapng reader shows it: the
--- packet comment (`hook=... dir=In pid=1234 comm=ping id=0x... drop=...`,
--- then an optional `stack:` block) and the interface description
--- (`source=kernel hook=... ifname=... ifindex=... netns=...`). This
--- postdissector parses both into fields that display filters can use:
+-- interface description (`source=kernel hook=... ifname=... ifindex=...
+-- netns=...`), the packet id option (epb_packetid) and the packet comment
+-- (`dir=In cpu=0 pid=1234 tid=1234 comm=ping drop=...`, then an optional
+-- `stack:` block; files of older versions also have the interface's fields
+-- and `id=0x...` in it). This postdissector parses them into fields that
+-- display filters can use:
 --
 --   tshark -X lua_script:contrib/wireshark/xcap.lua -r f.pcapng -Y 'xcap.pid == 1234'
 --
@@ -48,6 +50,7 @@ xcap.fields = list
 
 local comment_f = Field.new("frame.comment")
 local descr_f = Field.new("frame.interface_description")
+local packet_id_f = Field.new("frame.packet_id")
 local time_f = Field.new("frame.time")
 
 -- `\\`, `\s`, `\n` back to what they stand for; anything else verbatim.
@@ -119,37 +122,70 @@ local strings = { hook = "hook", ["if"] = "ifname", dir = "dir", comm = "comm",
     drop = "drop_reason", location = "drop_location" }
 
 function xcap.dissector(tvb, pinfo, tree)
+    -- The interface: source, hook, interface name, index and namespace.
+    local iface = {}
+    local descr = descr_f()
+    if descr then
+        for _, kv in ipairs(pairs_of(descr.value)) do
+            iface[kv[1]] = kv[2]
+        end
+    end
+    local ours = iface.source ~= nil
     local comments = { comment_f() }
     local text
     for _, c in ipairs(comments) do
         local s = c.value
-        -- Ours: starts with a key=value pair xcap writes first.
-        if s:match("^hook=") or s:match("^if=") or s:match("^dir=") then
+        -- Ours: on an interface xcap described, the comment that starts
+        -- with a key=value pair; elsewhere (a file merged by another tool)
+        -- one that starts as xcap's always did, with hook=, if= or dir=.
+        if (ours and s:match("^[%w_.]+=")) or s:match("^hook=") or s:match("^if=")
+            or s:match("^dir=") then
             text = s
             break
         end
     end
-    local descr = descr_f()
-    local source
-    if descr then
-        source = descr.value:match("^source=([^ ]+)")
-        if source then
-            source = unescape(source)
-        end
-    end
-    if not text and not source then
+    if not ours and not text then
         return
     end
     local t = tree:add(xcap, "xcap")
-    if source then
-        t:add(f.source, source)
+    if iface.source then
+        t:add(f.source, iface.source)
     end
-    if not text then
-        return
+    local first, rest = "", ""
+    if text then
+        first, rest = text:match("^([^\n]*)\n?(.*)$")
     end
-    local first, rest = text:match("^([^\n]*)\n?(.*)$")
-    local id, hook
-    for _, kv in ipairs(pairs_of(first)) do
+    local kvs = pairs_of(first)
+    local said = {}
+    for _, kv in ipairs(kvs) do
+        said[kv[1]] = true
+    end
+    -- What the interface holds, unless the comment says it (older files
+    -- wrote it in every comment).
+    local hook = iface.hook
+    if hook == "" then
+        hook = nil
+    end
+    if hook and not said.hook then
+        t:add(f.hook, hook)
+    end
+    if iface.ifname and iface.ifname ~= "" and not said["if"] then
+        t:add(f.ifname, iface.ifname)
+    end
+    for _, k in ipairs({ "ifindex", "netns" }) do
+        local n = tonumber(iface[k] or "")
+        if n and n ~= 0 and not said[k] then
+            t:add(f[k], n)
+        end
+    end
+    -- The packet id: epb_packetid, or the comment's id= in older files.
+    local id
+    local pid_opt = packet_id_f()
+    if pid_opt and not said.id then
+        id = tostring(pid_opt.value)
+        t:add(f.packet_id, pid_opt.value)
+    end
+    for _, kv in ipairs(kvs) do
         local k, v = kv[1], kv[2]
         if numeric[k] then
             local n = tonumber(v)
@@ -164,7 +200,7 @@ function xcap.dissector(tvb, pinfo, tree)
         elseif k == "id" then
             local hex = v:match("^0x(%x+)$")
             if hex then
-                id = hex
+                id = tostring(UInt64.fromhex(hex))
                 t:add(f.packet_id, UInt64.fromhex(hex))
             end
         elseif k == "ret" then

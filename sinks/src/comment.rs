@@ -141,9 +141,9 @@ pub fn format_comment(m: &Meta) -> String {
 }
 
 /// The part of the comment that is the same for every packet of one
-/// interface block (hook, interface, namespace): the pcapng writer formats
-/// it once per interface, not per packet.
-pub fn iface_part(m: &Meta) -> String {
+/// interface block (hook, interface, namespace). The pcapng writer leaves
+/// it out: the interface description holds it.
+fn iface_part(m: &Meta) -> String {
     let mut l = Line::default();
     if !m.hook.is_empty() {
         l.str("hook", &m.hook);
@@ -164,6 +164,11 @@ pub fn iface_part(m: &Meta) -> String {
 /// interface part, or nothing).
 pub fn packet_part_into(buf: &mut String, m: &Meta) {
     task_part_into(buf, m);
+    let mut l = Line(std::mem::take(buf));
+    if let Some(v) = m.packet_id {
+        l.hex("id", v);
+    }
+    *buf = l.0;
     rest_part_into(buf, m);
 }
 
@@ -190,12 +195,10 @@ pub fn task_part_into(buf: &mut String, m: &Meta) {
     *buf = l.0;
 }
 
-/// The rest of the per-packet part, after [`task_part_into`].
+/// The rest of the per-packet part, after [`task_part_into`] and the
+/// packet id (which the pcapng writer leaves to `epb_packetid`).
 pub fn rest_part_into(buf: &mut String, m: &Meta) {
     let mut l = Line(std::mem::take(buf));
-    if let Some(v) = m.packet_id {
-        l.hex("id", v);
-    }
     if let Some(v) = m.queue {
         l.num("queue", v);
     }

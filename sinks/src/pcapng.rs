@@ -6,8 +6,10 @@
 //!   `SOURCE:HOOKSHORT:IFNAME`, described by a machine-parsable line,
 //!   nanosecond timestamps (`if_tsresol` 9);
 //! - one Enhanced Packet Block per packet: direction in `epb_flags`, packet
-//!   id and queue as `epb_packetid` / `epb_queue`, all metadata as a comment
-//!   (see `comment.rs`);
+//!   id and queue as `epb_packetid` / `epb_queue`, and as a comment the
+//!   metadata the interface block and the packet id do not already hold
+//!   (see `comment.rs`): written per packet, bytes cost more than anything
+//!   else in the writer;
 //! - one Interface Statistics Block per interface at close.
 //!
 //! pcap-file 2.0 writes the section and interface blocks. Packet and
@@ -87,9 +89,8 @@ impl IfKey {
     }
 }
 
-/// What [`comment::task_part_into`] formats, and the interface before it.
+/// What [`comment::task_part_into`] formats.
 struct TaskKey {
-    iface: usize,
     dir: Direction,
     cpu: Option<u32>,
     pid: Option<u32>,
@@ -98,9 +99,8 @@ struct TaskKey {
 }
 
 impl TaskKey {
-    fn of(iface: usize, m: &Meta) -> Self {
+    fn of(m: &Meta) -> Self {
         TaskKey {
-            iface,
             dir: m.dir,
             cpu: m.cpu,
             pid: m.pid,
@@ -109,9 +109,8 @@ impl TaskKey {
         }
     }
 
-    fn matches(&self, iface: usize, m: &Meta) -> bool {
-        self.iface == iface
-            && self.dir == m.dir
+    fn matches(&self, m: &Meta) -> bool {
+        self.dir == m.dir
             && self.cpu == m.cpu
             && self.pid == m.pid
             && self.tid == m.tid
@@ -131,8 +130,6 @@ fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
 
 struct Iface {
     key: IfKey,
-    /// The comment's part shared by all packets of this interface.
-    comment: String,
     first_ts: u64,
     last_ts: u64,
     packets: u64,
@@ -147,8 +144,8 @@ pub struct PcapNgSink {
     index: HashMap<IfKey, usize>,
     /// Interface of the previous packet: consecutive packets mostly share one.
     last: Option<usize>,
-    /// The task fields of the last packet's comment, formatted after its
-    /// interface's part: a flood from one task formats them once.
+    /// The task fields of the last packet's comment: a flood from one task
+    /// formats them once.
     task: Option<TaskKey>,
     task_comment: String,
     /// Reused for each packet's comment.
@@ -275,7 +272,6 @@ impl PcapNgSink {
                 let i = self.ifaces.len();
                 self.ifaces.push(Iface {
                     key: key.clone(),
-                    comment: comment::iface_part(&p.meta),
                     first_ts: p.ts_ns,
                     last_ts: p.ts_ns,
                     packets: 0,
@@ -342,11 +338,10 @@ impl Sink for PcapNgSink {
         // The whole block is built in one reused buffer and handed to the
         // writer in one piece: one copy of the packet, no per-field writes.
         let m = &p.meta;
-        if !self.task.as_ref().is_some_and(|t| t.matches(i, m)) {
+        if !self.task.as_ref().is_some_and(|t| t.matches(m)) {
             self.task_comment.clear();
-            self.task_comment.push_str(&f.comment);
             comment::task_part_into(&mut self.task_comment, m);
-            self.task = Some(TaskKey::of(i, m));
+            self.task = Some(TaskKey::of(m));
         }
         self.comment.clear();
         comment::rest_part_into(&mut self.comment, m);

@@ -7,7 +7,9 @@ use common::*;
 use serde_json::Value;
 use xcap_core::registry::{sink, source};
 use xcap_core::{CaptureConfig, Direction, Error, LinkType, Meta, Packet, SinkConfig};
-use xcap_sinks::{format_if_description, if_name, parse_comment, summary, PcapSink};
+use xcap_sinks::{
+    format_if_description, if_name, parse_comment, parse_if_description, summary, PcapSink,
+};
 
 /// tshark's stderr without the notice it prints whenever it runs as root.
 fn tshark_stderr(o: &std::process::Output) -> String {
@@ -101,12 +103,21 @@ fn pcapng_is_wireshark_ready() {
             field(l, "frame.interface_queue").map(|v| v.parse::<u32>().unwrap()),
             m.queue
         );
-        // The comment tshark shows carries all the metadata but the source.
-        let mut back = Meta {
-            source: m.source.clone(),
-            ..Default::default()
-        };
-        parse_comment(field(l, "frame.comment").unwrap_or(""), &mut back);
+        // The interface description, the packet id and queue options and
+        // the comment tshark shows carry all the metadata; the comment
+        // repeats neither the interface's fields nor the id.
+        let mut back = Meta::default();
+        assert!(parse_if_description(
+            field(l, "frame.interface_description").unwrap(),
+            &mut back
+        ));
+        back.packet_id = field(l, "frame.packet_id").map(|v| v.parse().unwrap());
+        back.queue = field(l, "frame.interface_queue").map(|v| v.parse().unwrap());
+        let comment = field(l, "frame.comment").unwrap_or("");
+        for key in ["hook=", "if=", "ifindex=", "netns=", "id="] {
+            assert!(!comment.split(' ').any(|w| w.starts_with(key)), "{comment}");
+        }
+        parse_comment(comment, &mut back);
         assert_eq!(&back, m);
     }
     let names: Vec<&str> = frames
