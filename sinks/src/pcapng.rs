@@ -351,45 +351,61 @@ impl Sink for PcapNgSink {
         let Some(w) = self.w.as_mut() else {
             return Err(Error::runtime(format!("write {name}: file already closed")));
         };
-        // Built in place, in the output's buffer of whole blocks.
+        // The task's part, then the rest: one comment option.
+        let (task, rest) = (self.task_comment.as_str(), self.comment.as_str());
+        let joined = task.is_empty() || rest.is_empty() || rest.starts_with('\n');
+        let sep = if joined { "" } else { " " };
+        let whole;
+        let parts: [&str; 3] = if task.len() + sep.len() + rest.len() > MAX_OPTION {
+            whole = format!("{task}{sep}{rest}");
+            [cap_str(&whole), "", ""]
+        } else {
+            [task, sep, rest]
+        };
+        let clen: usize = parts.iter().map(|p| p.len()).sum();
+        // The block's length first, then every field at its place in a
+        // zeroed region of the output's buffer (padding is the zeros): one
+        // resize, no growth checks per field.
+        let opts = 8
+            + if m.packet_id.is_some() { 12 } else { 0 }
+            + if m.queue.is_some() { 8 } else { 0 }
+            + if clen > 0 { 4 + clen + pad4(clen) } else { 0 }
+            + 4;
+        let total = 28 + data.len() + pad4(data.len()) + opts + 4;
         let out = w.get_mut();
         let b = out.buffer();
         let start = b.len();
-        b.extend_from_slice(&ENHANCED_PACKET_BLOCK.to_ne_bytes());
-        b.extend_from_slice(&[0; 4]); // total length, below
-        b.extend_from_slice(&(i as u32).to_ne_bytes());
-        b.extend_from_slice(&ts_bytes(p.ts_ns));
-        b.extend_from_slice(&(data.len() as u32).to_ne_bytes());
-        b.extend_from_slice(&orig_len.to_ne_bytes());
-        b.extend_from_slice(data);
-        b.resize(b.len() + pad4(data.len()), 0);
-        push_opt(b, EPB_FLAGS, &direction_flags(m).to_ne_bytes());
+        b.resize(start + total, 0);
+        let mut c = Cursor {
+            b: &mut b[start..],
+            at: 0,
+        };
+        c.put(&ENHANCED_PACKET_BLOCK.to_ne_bytes());
+        c.put(&(total as u32).to_ne_bytes());
+        c.put(&(i as u32).to_ne_bytes());
+        c.put(&ts_bytes(p.ts_ns));
+        c.put(&(data.len() as u32).to_ne_bytes());
+        c.put(&orig_len.to_ne_bytes());
+        c.put(data);
+        c.at += pad4(data.len());
+        c.opt(EPB_FLAGS, &direction_flags(m).to_ne_bytes());
         if let Some(id) = m.packet_id {
-            push_opt(b, EPB_PACKETID, &id.to_ne_bytes());
+            c.opt(EPB_PACKETID, &id.to_ne_bytes());
         }
         if let Some(q) = m.queue {
-            push_opt(b, EPB_QUEUE, &q.to_ne_bytes());
+            c.opt(EPB_QUEUE, &q.to_ne_bytes());
         }
-        // The task's part, then the rest, straight into the block.
-        let (task, rest) = (&self.task_comment, &self.comment);
-        let joined = task.is_empty() || rest.is_empty() || rest.starts_with('\n');
-        let sep = if joined { "" } else { " " };
-        let len = task.len() + sep.len() + rest.len();
-        if len > MAX_OPTION {
-            let whole = format!("{task}{sep}{rest}");
-            push_opt(b, OPT_COMMENT, cap_str(&whole).as_bytes());
-        } else if len > 0 {
-            b.extend_from_slice(&OPT_COMMENT.to_ne_bytes());
-            b.extend_from_slice(&(len as u16).to_ne_bytes());
-            b.extend_from_slice(task.as_bytes());
-            b.extend_from_slice(sep.as_bytes());
-            b.extend_from_slice(rest.as_bytes());
-            b.resize(b.len() + pad4(len), 0);
+        if clen > 0 {
+            c.put(&OPT_COMMENT.to_ne_bytes());
+            c.put(&(clen as u16).to_ne_bytes());
+            for part in parts {
+                c.put(part.as_bytes());
+            }
+            c.at += pad4(clen);
         }
-        push_opt(b, OPT_ENDOFOPT, &[]);
-        let total = (b.len() - start + 4) as u32;
-        b[start + 4..start + 8].copy_from_slice(&total.to_ne_bytes());
-        b.extend_from_slice(&total.to_ne_bytes());
+        c.at += 4; // opt_endofopt: zeros
+        c.put(&(total as u32).to_ne_bytes());
+        debug_assert_eq!(c.at, total);
         out.end_block()
             .map_err(|e| Error::from_write(e, &format!("write {name}")))
     }
@@ -489,6 +505,26 @@ fn ts_bytes(ts: u64) -> [u8; 8] {
 
 fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
+}
+
+/// Writes at increasing offsets of a zeroed block.
+struct Cursor<'a> {
+    b: &'a mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn put(&mut self, v: &[u8]) {
+        self.b[self.at..self.at + v.len()].copy_from_slice(v);
+        self.at += v.len();
+    }
+
+    /// An option whose value is a multiple of 4 bytes long (no padding).
+    fn opt(&mut self, code: u16, value: &[u8]) {
+        self.put(&code.to_ne_bytes());
+        self.put(&(value.len() as u16).to_ne_bytes());
+        self.put(value);
+    }
 }
 
 /// One option: code, length, value, padding to 32 bits.

@@ -244,6 +244,41 @@ fn pcapng_comments_follow_every_change_of_task() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A comment longer than an option can hold (a 16-bit length) is cut at
+/// a character boundary; the block stays valid and what follows it too.
+#[test]
+fn pcapng_cuts_a_comment_too_long_for_an_option() {
+    let dir = tmpdir("pcapng-long");
+    let f = dir.join("cap.pcapng");
+    let mut v: Vec<Packet> = packets().into_iter().take(2).collect();
+    v[0].meta.stack = (0..4000).map(|i| format!("frame_ä{i:04}+0x1a")).collect();
+    write_with("pcapng", &f, &v, &kernel_report(0));
+    let out = tshark_ok(&[
+        "-r",
+        f.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "frame.comment",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let (_, first) = lines[0].split_once('\t').unwrap();
+    // tshark shows newlines as the two characters \n.
+    let shown = first.replace("\\n", "\n");
+    assert!(
+        shown.len() <= 65535 && shown.len() > 65535 - 4,
+        "{}",
+        shown.len()
+    );
+    assert!(shown.contains("frame_ä2000"), "the stack goes on past 2000");
+    let (got, _) = read_back(&f);
+    assert_eq!(got[1], v[1]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn pcap_holds_one_link_type() {
     let dir = tmpdir("pcap-link");
