@@ -526,8 +526,9 @@ pub fn vm_self(
         // 124) or a guest kernel that said why it died (a panic, an oops,
         // the OOM killer: xcap's probes may be the cause) fails at once.
         // A guest that vanished without a kernel message (seen only in CI,
-        // on 6.12, not reproduced here) gets two more tries; each try's
-        // console is printed, so what happened stays on record.
+        // on 6.12, not reproduced here) gets two more tries, and an int3
+        // oops one (below); each try's console is printed, so what
+        // happened stays on record.
         if vng.ends_with("vng: exit status: 124") {
             panic!("the VM run took over {secs} s: {out}\n{vng}");
         }
@@ -541,7 +542,16 @@ pub fn vm_self(
         ]
         .iter()
         .any(|w| vng.contains(w));
-        if crashed || attempt == 3 {
+        // One exception, one more try: an "Oops: int3" is a breakpoint the
+        // kernel hit in its own text. The kernel patches its text through a
+        // temporary int3 whenever a static key flips (attaching or
+        // detaching a tracepoint does), and an emulated CPU that keeps a
+        // stale translation of the patched bytes runs into it after the
+        // patch is done. Seen once, in a kworker's __schedule in the 6.12
+        // VM, while the DPDK tests ran there; suspected, not proven. A
+        // second one fails like any crash.
+        let stale_patch = vng.contains("Oops: int3") && attempt == 1;
+        if (crashed && !stale_patch) || attempt == 3 {
             panic!("the VM run did not finish (attempt {attempt}): {out}\n{vng}");
         }
         eprintln!("VM run ended without a result, trying again: {out}\n{vng}");
