@@ -7,7 +7,6 @@
 //! at its first `=` (so extra keys must not contain `=`). A non-empty stack
 //! follows as a `stack:` line and one `  FRAME` line per frame.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use xcap_core::{Direction, Meta};
@@ -315,13 +314,24 @@ mod hook_short_tests {
 }
 
 /// The interface name for displays: the name, else `if<index>`, else `-`.
-pub fn display_ifname(m: &Meta) -> Cow<'_, str> {
-    if !m.ifname.is_empty() {
-        Cow::Borrowed(&m.ifname)
-    } else if m.ifindex != 0 {
-        Cow::Owned(format!("if{}", m.ifindex))
-    } else {
-        Cow::Borrowed("-")
+pub fn display_ifname(m: &Meta) -> IfName<'_> {
+    IfName(m)
+}
+
+/// See [`display_ifname`]: formatted where it is written, no String per
+/// packet.
+pub struct IfName<'a>(&'a Meta);
+
+impl std::fmt::Display for IfName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        if !m.ifname.is_empty() {
+            f.write_str(&m.ifname)
+        } else if m.ifindex != 0 {
+            write!(f, "if{}", m.ifindex)
+        } else {
+            f.write_str("-")
+        }
     }
 }
 

@@ -113,15 +113,24 @@ fn arp(out: &mut String, data: &[u8], len: usize) {
     }
 }
 
-fn mac(b: &[u8]) -> String {
-    let mut s = String::with_capacity(17);
-    for (i, x) in b.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
+/// A MAC address as `aa:bb:cc:dd:ee:ff`, formatted where it is written
+/// (no String per packet).
+fn mac(b: &[u8]) -> Mac<'_> {
+    Mac(b)
+}
+
+struct Mac<'a>(&'a [u8]);
+
+impl std::fmt::Display for Mac<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, x) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{x:02x}")?;
         }
-        let _ = write!(s, "{x:02x}");
+        Ok(())
     }
-    s
 }
 
 /// `len`: bytes from the start of the IP header to the end of the packet as
@@ -241,7 +250,9 @@ fn tcp(
         return;
     }
     // tcpdump's letters, in tcpdump's order.
-    let mut flags = String::with_capacity(8);
+    // On the stack: at most eight letters, or "none".
+    let mut letters = [0u8; 8];
+    let mut n = 0;
     for (on, c) in [
         (t.fin(), 'F'),
         (t.syn(), 'S'),
@@ -253,12 +264,14 @@ fn tcp(
         (t.cwr(), 'W'),
     ] {
         if on {
-            flags.push(c);
+            letters[n] = c as u8;
+            n += 1;
         }
     }
-    if flags.is_empty() {
-        flags.push_str("none");
-    }
+    let flags = match n {
+        0 => "none",
+        n => std::str::from_utf8(&letters[..n]).unwrap_or("?"),
+    };
     let hdr = t.data_offset() as usize * 4;
     let len = l4_len.saturating_sub(hdr);
     let seq = t.sequence_number();

@@ -79,7 +79,11 @@ impl TextSink {
             5 => delta(self.first_ts, l),
             t => {
                 if self.clock.as_ref().is_none_or(|(s, _)| *s != secs) {
-                    self.clock = Some((secs, local_time(secs, t == 4)));
+                    // Formatted again in the same String: no allocation.
+                    let mut hms = self.clock.take().map(|(_, h)| h).unwrap_or_default();
+                    hms.clear();
+                    local_time_into(&mut hms, secs, t == 4);
+                    self.clock = Some((secs, hms));
                 }
                 let hms = self.clock.as_ref().map_or("", |(_, t)| t.as_str());
                 let _ = write!(l, "{hms}.{micros:06} ");
@@ -243,27 +247,32 @@ fn verbose_lines(l: &mut String, p: &Packet) {
         let _ = write!(l, " cpu {v}");
     }
     let _ = writeln!(l, " caplen {} len {}", p.data.len(), p.orig_len);
-    let mut task = String::new();
+    // The task line, written in place and taken back if it stays empty.
+    let start = l.len();
+    l.push_str("   ");
+    let fields = l.len();
     if let Some(v) = m.pid {
-        let _ = write!(task, " pid {v}");
+        let _ = write!(l, " pid {v}");
     }
     if let Some(v) = m.tid {
-        let _ = write!(task, " tid {v}");
+        let _ = write!(l, " tid {v}");
     }
     if let Some(v) = &m.comm {
-        let _ = write!(task, " comm {v:?}");
+        let _ = write!(l, " comm {v:?}");
     }
     if let Some(v) = m.packet_id {
-        let _ = write!(task, " id {v:#x}");
+        let _ = write!(l, " id {v:#x}");
     }
     if let Some(v) = m.queue {
-        let _ = write!(task, " queue {v}");
+        let _ = write!(l, " queue {v}");
     }
     if let Some(v) = m.retval {
-        let _ = write!(task, " ret {v}");
+        let _ = write!(l, " ret {v}");
     }
-    if !task.is_empty() {
-        let _ = writeln!(l, "   {task}");
+    if l.len() == fields {
+        l.truncate(start);
+    } else {
+        l.push('\n');
     }
     if !m.extra.is_empty() {
         l.push_str("   ");
@@ -331,18 +340,22 @@ fn json_line(p: &Packet, verbose: u8) -> Value {
 
 /// Local wall-clock `HH:MM:SS` of a Unix time, as tcpdump prints it.
 pub(crate) fn local_hms(secs: u64) -> String {
-    local_time(secs, false)
+    let mut s = String::new();
+    local_time_into(&mut s, secs, false);
+    s
 }
 
-/// Local `HH:MM:SS`, or with `date` `YYYY-MM-DD HH:MM:SS` (-tttt).
-fn local_time(secs: u64, date: bool) -> String {
+/// Local `HH:MM:SS`, or with `date` `YYYY-MM-DD HH:MM:SS` (-tttt),
+/// appended to `out`.
+fn local_time_into(out: &mut String, secs: u64, date: bool) {
     let t = secs as libc::time_t;
     // SAFETY: tm is plain old data that localtime_r fills; both pointers are
     // valid for the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
     if ok && date {
-        format!(
+        let _ = write!(
+            out,
             "{}-{:02}-{:02} {:02}:{:02}:{:02}",
             tm.tm_year + 1900,
             tm.tm_mon + 1,
@@ -350,13 +363,13 @@ fn local_time(secs: u64, date: bool) -> String {
             tm.tm_hour,
             tm.tm_min,
             tm.tm_sec
-        )
+        );
     } else if ok {
-        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+        let _ = write!(out, "{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
     } else {
         // Out of the C library's range: UTC arithmetic is still right.
         let s = secs % 86_400;
-        format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+        let _ = write!(out, "{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
     }
 }
 
