@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::registry::{Batch, Link, Sink, Source, SourceCtx, SourceReport};
-use crate::{Error, Packet, Result};
+use crate::{Error, Packet, PacketRef, Result};
 
 #[derive(Clone, Debug, Default)]
 pub struct BusOptions {
@@ -184,7 +184,7 @@ impl Flow {
         self.closed || self.error.is_some() || self.count.is_some_and(|c| self.written >= c)
     }
 
-    fn emit(&mut self, src: usize, p: &Packet) {
+    fn emit(&mut self, src: usize, p: &PacketRef<'_>) {
         if self.full() {
             return;
         }
@@ -262,7 +262,7 @@ impl Flow {
         waiting.drain_until(
             limit,
             |src, p| {
-                self.emit(src, p);
+                self.emit(src, &p.as_ref());
                 emitted = true;
                 !self.full()
             },
@@ -281,13 +281,40 @@ impl Flow {
         }
     }
 
+    /// A packet of the single source, written now, bypassing the merge (it
+    /// has nothing to merge with): the user filter, `-c`, the sinks.
+    /// Returns false once nothing more is to be written.
+    fn write_now(&mut self, src: usize, p: &PacketRef<'_>) -> bool {
+        if self.full() {
+            return false;
+        }
+        if let Some(f) = &self.user_filter[src] {
+            if !f.matches(p.link, p.data, p.orig_len) {
+                return true;
+            }
+        }
+        self.emit(src, p);
+        !self.full()
+    }
+
+    /// After a batch of `write_now`: what `take` does after its batch.
+    fn end_now(&mut self, wrote: bool) {
+        if wrote {
+            self.flush();
+        }
+        if self.full() {
+            self.stop.store(true, Ordering::Relaxed);
+            self.waiting.clear();
+        }
+    }
+
     /// Every source has ended: write what waits, finish the sinks.
     fn finish(mut self, names: Vec<String>) -> BusReport {
         let mut waiting = std::mem::take(&mut self.waiting);
         waiting.drain_until(
             u64::MAX,
             |src, p| {
-                self.emit(src, p);
+                self.emit(src, &p.as_ref());
                 !self.full()
             },
             |_, _| {},
@@ -345,6 +372,38 @@ impl Direct {
     }
     pub(crate) fn recycled(&mut self) -> Option<Vec<Packet>> {
         self.recycled.pop()
+    }
+}
+
+/// The sinks of a single source, held for one batch of borrowed packets
+/// (see [`SourceCtx::direct`]); the batch ends when this is dropped.
+pub struct DirectWriter<'a> {
+    direct: std::sync::MutexGuard<'a, Direct>,
+    index: usize,
+    wrote: bool,
+}
+
+impl<'a> DirectWriter<'a> {
+    pub(crate) fn new(direct: std::sync::MutexGuard<'a, Direct>, index: usize) -> Self {
+        DirectWriter {
+            direct,
+            index,
+            wrote: false,
+        }
+    }
+
+    /// Write one packet to every sink; false once nothing more is to be
+    /// written (-c reached, output closed, a sink failed).
+    pub fn write(&mut self, p: &PacketRef<'_>) -> bool {
+        self.wrote = true;
+        self.direct.flow.write_now(self.index, p)
+    }
+}
+
+impl Drop for DirectWriter<'_> {
+    fn drop(&mut self) {
+        let wrote = self.wrote;
+        self.direct.flow.end_now(wrote);
     }
 }
 
@@ -522,7 +581,7 @@ mod tests {
         fn bound_to_its_thread(&self) -> bool {
             self.1
         }
-        fn write(&mut self, p: &Packet) -> Result<()> {
+        fn write(&mut self, p: &PacketRef) -> Result<()> {
             let t = thread::current().name().unwrap_or("").to_string();
             self.0.lock().unwrap().push((p.ts_ns, t));
             Ok(())

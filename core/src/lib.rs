@@ -12,10 +12,10 @@ pub mod privs;
 pub mod registry;
 pub mod time;
 
-pub use bus::{run as run_bus, BusOptions, BusReport};
+pub use bus::{run as run_bus, BusOptions, BusReport, DirectWriter};
 pub use error::{Error, Result};
 pub use filter::Filter;
-pub use packet::{Direction, LinkType, Meta, Packet};
+pub use packet::{Direction, LinkType, Meta, Packet, PacketRef};
 pub use registry::{
     Batch, ByteDump, CaptureConfig, Sink, SinkConfig, SinkFactory, Source, SourceCtx,
     SourceFactory, SourceReport, TextFormat,

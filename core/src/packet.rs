@@ -94,3 +94,40 @@ pub struct Packet {
     pub link: LinkType,
     pub meta: Meta,
 }
+
+/// A packet as the sinks see it: the same fields as [`Packet`], borrowed.
+/// A single source hands its records to the sinks this way straight from
+/// the ring buffer's memory, so that the bytes are copied once, into the
+/// sink's output.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketRef<'a> {
+    pub ts_ns: u64,
+    pub data: &'a [u8],
+    pub orig_len: u32,
+    pub link: LinkType,
+    pub meta: &'a Meta,
+}
+
+impl Packet {
+    pub fn as_ref(&self) -> PacketRef<'_> {
+        PacketRef {
+            ts_ns: self.ts_ns,
+            data: &self.data,
+            orig_len: self.orig_len,
+            link: self.link,
+            meta: &self.meta,
+        }
+    }
+}
+
+impl PacketRef<'_> {
+    pub fn to_packet(&self) -> Packet {
+        Packet {
+            ts_ns: self.ts_ns,
+            data: self.data.to_vec(),
+            orig_len: self.orig_len,
+            link: self.link,
+            meta: self.meta.clone(),
+        }
+    }
+}

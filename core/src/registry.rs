@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use crate::{Packet, Result};
+use crate::{Packet, PacketRef, Result};
 
 /// What the user asked to capture, common to every source. A source's own
 /// options are its command-line arguments (`SourceFactory::args`).
@@ -109,6 +109,16 @@ impl SourceCtx {
                 lock(d).take(self.index, packets, watermark);
                 true
             }
+        }
+    }
+    /// With a single source, the sinks themselves, for one batch of
+    /// borrowed packets written in order on this thread (nothing to merge:
+    /// the packets need not outlive the source's buffer). None when the
+    /// bus merges several sources: send owned batches then.
+    pub fn direct(&self) -> Option<crate::bus::DirectWriter<'_>> {
+        match &self.link {
+            Link::Bus { .. } => None,
+            Link::Direct(d) => Some(crate::bus::DirectWriter::new(lock(d), self.index)),
         }
     }
     pub fn stopped(&self) -> bool {
@@ -262,7 +272,7 @@ pub enum ByteDump {
 
 pub trait Sink: Send {
     fn name(&self) -> &str;
-    fn write(&mut self, packet: &Packet) -> Result<()>;
+    fn write(&mut self, packet: &PacketRef<'_>) -> Result<()>;
     /// Called when the bus has no packet ready: push buffered output out so
     /// a live reader (terminal, pipe, growing file) sees it.
     fn flush(&mut self) -> Result<()> {

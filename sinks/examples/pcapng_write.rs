@@ -39,7 +39,7 @@ fn main() {
     for i in 0..n {
         p.ts_ns = i;
         p.meta.packet_id = Some(0xffff_8881_3eae_e000 + (i & 0xff) * 256);
-        sink.write(&p).expect("write");
+        sink.write(&p.as_ref()).expect("write");
     }
     sink.flush().expect("flush");
     let ns = t.elapsed().as_nanos() as f64 / n as f64;

@@ -11,12 +11,12 @@ use etherparse::{
     ArpOperation, ArpPacketSlice, EtherType, Ethernet2Slice, IpNumber, LaxIpSlice, SingleVlanSlice,
     TcpSlice, UdpSlice,
 };
-use xcap_core::{LinkType, Packet};
+use xcap_core::{LinkType, PacketRef};
 
 /// The summary of a packet, e.g. `ARP, Request who-has 10.0.0.2 tell 10.0.0.1, length 28`.
-pub fn summary(p: &Packet) -> String {
+pub fn summary(p: &PacketRef) -> String {
     let mut s = String::with_capacity(96);
-    write_summary(&mut s, &p.data, p.orig_len, p.link);
+    write_summary(&mut s, p.data, p.orig_len, p.link);
     s
 }
 

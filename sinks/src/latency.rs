@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
-use xcap_core::{Error, Packet, Result, Sink, SinkConfig, SourceReport};
+use xcap_core::{Error, PacketRef, Result, Sink, SinkConfig, SourceReport};
 
 use crate::decode::write_summary;
 use crate::text::local_hms;
@@ -89,7 +89,7 @@ impl Sink for LatencySink {
         "latency"
     }
 
-    fn write(&mut self, p: &Packet) -> Result<()> {
+    fn write(&mut self, p: &PacketRef) -> Result<()> {
         let Some(id) = p.meta.packet_id else {
             return Ok(());
         };
@@ -117,7 +117,7 @@ impl Sink for LatencySink {
                 },
             );
             let _ = write!(self.line, "{} {} ", hook, p.meta.ifname);
-            write_summary(&mut self.line, &p.data, p.orig_len, p.link);
+            write_summary(&mut self.line, p.data, p.orig_len, p.link);
         } else if let Some(j) = self.journeys.get_mut(&id) {
             let dt = p.ts_ns.saturating_sub(j.first_ts);
             j.hooks.push(hook.clone());
@@ -185,8 +185,8 @@ mod tests {
         }
     }
 
-    fn pkt(id: u64, hook: &str, ts: u64) -> Packet {
-        Packet {
+    fn pkt(id: u64, hook: &str, ts: u64) -> xcap_core::Packet {
+        xcap_core::Packet {
             ts_ns: ts,
             data: vec![],
             orig_len: 0,
@@ -205,12 +205,12 @@ mod tests {
         let mut s = LatencySink::new(Box::new(buf.clone()));
         for i in 0..100u64 {
             let t = 1_000_000_000 + i * 10_000;
-            s.write(&pkt(7, "a", t)).unwrap();
-            s.write(&pkt(7, "b", t + 1000 + i)).unwrap();
-            s.write(&pkt(7, "c", t + 5000)).unwrap();
+            s.write(&pkt(7, "a", t).as_ref()).unwrap();
+            s.write(&pkt(7, "b", t + 1000 + i).as_ref()).unwrap();
+            s.write(&pkt(7, "c", t + 5000).as_ref()).unwrap();
         }
         // Another packet on the same address, a second later: new journey.
-        s.write(&pkt(7, "b", 5_000_000_000)).unwrap();
+        s.write(&pkt(7, "b", 5_000_000_000).as_ref()).unwrap();
         s.finish(&[]).unwrap();
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(

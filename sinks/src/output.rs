@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use pcap_file::PcapError;
 use xcap_core::event::MAX_SNAPLEN;
-use xcap_core::{Error, Packet, Result, SinkConfig};
+use xcap_core::{Error, PacketRef, Result, SinkConfig};
 
 /// Large enough that a busy capture does few write(2) calls.
 const BUF_SIZE: usize = 256 * 1024;
@@ -165,7 +165,7 @@ pub fn snaplen(configured: u32) -> u32 {
 
 /// The bytes to store (at most `snaplen`) and the original length, which is
 /// never smaller than what is stored (readers reject that).
-pub fn clip(p: &Packet, snaplen: u32) -> (&[u8], u32) {
+pub fn clip<'a>(p: &PacketRef<'a>, snaplen: u32) -> (&'a [u8], u32) {
     let n = p.data.len().min(snaplen as usize);
     let caplen = n as u32;
     (&p.data[..n], p.orig_len.max(caplen))

@@ -10,7 +10,7 @@ use std::io::Write;
 
 use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, TsResolution};
-use xcap_core::{Error, LinkType, Packet, Result, Sink, SinkConfig, SourceReport};
+use xcap_core::{Error, LinkType, PacketRef, Result, Sink, SinkConfig, SourceReport};
 
 use crate::output::{self, Output};
 
@@ -142,7 +142,7 @@ impl Sink for PcapSink {
         "pcap"
     }
 
-    fn write(&mut self, p: &Packet) -> Result<()> {
+    fn write(&mut self, p: &PacketRef) -> Result<()> {
         if self.rotation.is_some() {
             self.rotate()?;
         }

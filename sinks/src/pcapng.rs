@@ -32,7 +32,9 @@ use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeade
 use pcap_file::pcapng::blocks::{ENHANCED_PACKET_BLOCK, INTERFACE_STATISTIC_BLOCK};
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness};
-use xcap_core::{Direction, Error, LinkType, Meta, Packet, Result, Sink, SinkConfig, SourceReport};
+use xcap_core::{
+    Direction, Error, LinkType, Meta, PacketRef, Result, Sink, SinkConfig, SourceReport,
+};
 
 use crate::comment;
 use crate::output::{self, Output};
@@ -65,7 +67,7 @@ struct IfKey {
 }
 
 impl IfKey {
-    fn of(p: &Packet) -> Self {
+    fn of(p: &PacketRef) -> Self {
         let m = &p.meta;
         IfKey {
             source: m.source.clone(),
@@ -78,7 +80,7 @@ impl IfKey {
     }
 
     /// Compare without building a key (no reference counting per packet).
-    fn matches(&self, p: &Packet) -> bool {
+    fn matches(&self, p: &PacketRef) -> bool {
         let m = &p.meta;
         self.link == p.link
             && self.ifindex == m.ifindex
@@ -241,7 +243,7 @@ impl PcapNgSink {
     }
 
     /// Index of the packet's interface block, written first if new.
-    fn iface(&mut self, p: &Packet) -> Result<usize> {
+    fn iface(&mut self, p: &PacketRef) -> Result<usize> {
         if let Some(i) = self.last.filter(|&i| self.ifaces[i].key.matches(p)) {
             return Ok(i);
         }
@@ -254,10 +256,10 @@ impl PcapNgSink {
                     snaplen: self.snaplen,
                     options: vec![
                         InterfaceDescriptionOption::IfName(Cow::Owned(
-                            cap_str(&comment::if_name(&p.meta)).to_string(),
+                            cap_str(&comment::if_name(p.meta)).to_string(),
                         )),
                         InterfaceDescriptionOption::IfDescription(Cow::Owned(
-                            cap_str(&comment::format_if_description(&p.meta)).to_string(),
+                            cap_str(&comment::format_if_description(p.meta)).to_string(),
                         )),
                         InterfaceDescriptionOption::IfTsResol(9),
                     ],
@@ -325,7 +327,7 @@ impl Sink for PcapNgSink {
         "pcapng"
     }
 
-    fn write(&mut self, p: &Packet) -> Result<()> {
+    fn write(&mut self, p: &PacketRef) -> Result<()> {
         if self.rotation.is_some() {
             self.rotate()?;
         }

@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Write};
 
 use serde_json::{json, Map, Value};
 use xcap_core::{
-    ByteDump, Direction, Error, LinkType, Packet, Result, Sink, SinkConfig, SourceReport,
+    ByteDump, Direction, Error, LinkType, PacketRef, Result, Sink, SinkConfig, SourceReport,
     TextFormat,
 };
 
@@ -93,7 +93,7 @@ impl TextSink {
         self.prev_ts = Some(ts);
     }
 
-    fn text_line(&mut self, p: &Packet) {
+    fn text_line(&mut self, p: &PacketRef) {
         self.time(p.ts_ns);
         let m = &p.meta;
         let l = &mut self.line;
@@ -107,7 +107,7 @@ impl TextSink {
         if self.format.link_header {
             link_header(l, p);
         }
-        write_summary_as(l, &p.data, p.orig_len, p.link, self.format.quick);
+        write_summary_as(l, p.data, p.orig_len, p.link, self.format.quick);
         match (&m.comm, m.pid) {
             (Some(c), Some(pid)) => {
                 let _ = write!(l, " {c}/{pid}");
@@ -132,7 +132,7 @@ impl TextSink {
         }
         match self.format.bytes {
             ByteDump::None => {}
-            ByteDump::HexLink => hex_ascii(l, &p.data),
+            ByteDump::HexLink => hex_ascii(l, p.data),
             ByteDump::Hex => hex_ascii(l, &p.data[link_len(p)..]),
             ByteDump::Ascii => ascii(l, &p.data[link_len(p)..]),
         }
@@ -141,7 +141,7 @@ impl TextSink {
 
 /// Bytes of the link-level header (Ethernet and its VLAN tags), which -X
 /// and -A leave out as tcpdump does.
-fn link_len(p: &Packet) -> usize {
+fn link_len(p: &PacketRef) -> usize {
     if p.link != LinkType::Ethernet || p.data.len() < 14 {
         return 0;
     }
@@ -155,7 +155,7 @@ fn link_len(p: &Packet) -> usize {
 }
 
 /// -e: `SRC > DST, ethertype IPv4 (0x0800), length N: ` as tcpdump prints it.
-fn link_header(l: &mut String, p: &Packet) {
+fn link_header(l: &mut String, p: &PacketRef) {
     if p.link != LinkType::Ethernet || p.data.len() < 14 {
         return;
     }
@@ -233,7 +233,7 @@ fn or_dash(s: &str) -> &str {
 }
 
 /// The indented metadata lines of `-v`.
-fn verbose_lines(l: &mut String, p: &Packet) {
+fn verbose_lines(l: &mut String, p: &PacketRef) {
     let m = &p.meta;
     let _ = write!(
         l,
@@ -289,10 +289,10 @@ fn verbose_lines(l: &mut String, p: &Packet) {
     }
 }
 
-fn json_line(p: &Packet, verbose: u8) -> Value {
+fn json_line(p: &PacketRef, verbose: u8) -> Value {
     let m = &p.meta;
     let mut summary = String::new();
-    write_summary(&mut summary, &p.data, p.orig_len, p.link);
+    write_summary(&mut summary, p.data, p.orig_len, p.link);
     let mut o = Map::new();
     o.insert("ts".into(), json!(p.ts_ns as f64 / 1e9));
     o.insert("ts_ns".into(), json!(p.ts_ns));
@@ -330,7 +330,7 @@ fn json_line(p: &Packet, verbose: u8) -> Value {
     o.insert("caplen".into(), json!(p.data.len()));
     if verbose >= 1 {
         let mut hex = String::with_capacity(p.data.len() * 2);
-        for b in &p.data {
+        for b in p.data {
             let _ = write!(hex, "{b:02x}");
         }
         o.insert("data".into(), json!(hex));
@@ -378,7 +378,7 @@ impl Sink for TextSink {
         "stdout"
     }
 
-    fn write(&mut self, p: &Packet) -> Result<()> {
+    fn write(&mut self, p: &PacketRef) -> Result<()> {
         self.line.clear();
         if self.json {
             let v = json_line(p, self.verbose);

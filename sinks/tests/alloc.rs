@@ -51,7 +51,7 @@ fn steady(s: &mut dyn Sink, packets: &[Packet]) -> u64 {
     const ROUNDS: usize = 300;
     let round = |s: &mut dyn Sink| {
         for p in packets {
-            s.write(p).unwrap();
+            s.write(&p.as_ref()).unwrap();
         }
     };
     for _ in 0..ROUNDS {

@@ -291,7 +291,7 @@ fn pcap_holds_one_link_type() {
     };
     let mut s = PcapSink::open(&cfg).unwrap();
     for p in &packets {
-        xcap_core::Sink::write(&mut s, p).unwrap();
+        xcap_core::Sink::write(&mut s, &p.as_ref()).unwrap();
     }
     assert_eq!(s.skipped(), 1);
     assert_eq!(
@@ -314,7 +314,7 @@ fn pcap_holds_one_link_type() {
     );
     // tcpdump decodes every packet as our summary does.
     let lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
-    let ours: Vec<String> = eth.iter().map(summary).collect();
+    let ours: Vec<String> = eth.iter().map(|p| summary(&p.as_ref())).collect();
     assert_eq!(lines, ours);
 
     // Nanosecond timestamps survive.
@@ -361,7 +361,7 @@ fn pcap_takes_the_first_link_type() {
     let o = run("tcpdump", &["-nn", "-S", "-t", "-r", f.to_str().unwrap()]);
     assert!(o.status.success(), "tcpdump: {}", stderr(&o));
     assert!(stderr(&o).contains("link-type RAW"), "{}", stderr(&o));
-    assert_eq!(stdout(&o).trim_end(), summary(&raw));
+    assert_eq!(stdout(&o).trim_end(), summary(&raw.as_ref()));
     let (got, _) = read_back(&f);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].link, LinkType::RawIp);
@@ -379,7 +379,7 @@ fn pcapng_of_one_link_type_reads_in_tcpdump() {
     let o = run("tcpdump", &["-nn", "-S", "-t", "-r", f.to_str().unwrap()]);
     assert!(o.status.success(), "tcpdump: {}", stderr(&o));
     let lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
-    let ours: Vec<String> = eth.iter().map(summary).collect();
+    let ours: Vec<String> = eth.iter().map(|p| summary(&p.as_ref())).collect();
     assert_eq!(lines, ours);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -27,7 +27,7 @@ fn render(packets: &[Packet], cfg: &SinkConfig) -> String {
     let buf = Buf::default();
     let mut s = TextSink::new(Box::new(buf.clone()), cfg);
     for p in packets {
-        s.write(p).unwrap();
+        s.write(&p.as_ref()).unwrap();
     }
     s.finish(&[]).unwrap();
     let v = buf.0.lock().unwrap().clone();
@@ -52,7 +52,7 @@ fn one_line_per_packet_like_tcpdump() {
         let secs = p.ts_ns / 1_000_000_000;
         let micros = p.ts_ns % 1_000_000_000 / 1000;
         assert_eq!(time, format!("{}.{micros:06}", date_hms(secs)));
-        assert!(rest.contains(&summary(p)), "{l}");
+        assert!(rest.contains(&summary(&p.as_ref())), "{l}");
     }
     let rest = |i: usize| lines[i].split_once(' ').unwrap().1;
     assert_eq!(
@@ -119,7 +119,7 @@ fn json_lines_carry_every_field() {
             assert_eq!(o["ts_ns"], p.ts_ns);
             let ts = o["ts"].as_f64().unwrap();
             assert!((ts - p.ts_ns as f64 / 1e9).abs() < 1e-6);
-            assert_eq!(o["summary"], summary(p));
+            assert_eq!(o["summary"], summary(&p.as_ref()));
             assert_eq!(o["len"], p.orig_len);
             assert_eq!(o["caplen"], p.data.len());
             assert_eq!(o["source"], &*p.meta.source);
@@ -162,6 +162,6 @@ impl Write for ClosedPipe {
 fn closed_output_is_a_normal_stop() {
     let mut s = TextSink::new(Box::new(ClosedPipe), &SinkConfig::default());
     // Buffered: the error shows when the buffer goes out.
-    s.write(&packets()[0]).unwrap();
+    s.write(&packets()[0].as_ref()).unwrap();
     assert!(matches!(s.flush(), Err(Error::Closed)));
 }

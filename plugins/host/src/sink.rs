@@ -7,7 +7,7 @@ use std::mem::size_of;
 use std::sync::{Arc, Mutex};
 
 use xcap_core::registry::SourceReport;
-use xcap_core::{Direction, Packet, Result, Sink};
+use xcap_core::{Direction, PacketRef, Result, Sink};
 use xcap_plugin_sdk::abi;
 
 use crate::{LogLabel, RawConfig};
@@ -121,7 +121,7 @@ impl Sink for PluginSink {
         true
     }
 
-    fn write(&mut self, p: &Packet) -> Result<()> {
+    fn write(&mut self, p: &PacketRef) -> Result<()> {
         if self.failed {
             return Ok(());
         }

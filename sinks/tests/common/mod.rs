@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use etherparse::PacketBuilder;
 use xcap_core::registry::{sink, source, HookStats};
 use xcap_core::{
-    BusOptions, CaptureConfig, Direction, LinkType, Meta, Packet, Result, Sink, SinkConfig,
-    SourceReport,
+    BusOptions, CaptureConfig, Direction, LinkType, Meta, Packet, PacketRef, Result, Sink,
+    SinkConfig, SourceReport,
 };
 
 pub const T0: u64 = 1_700_000_000_123_456_789;
@@ -219,7 +219,7 @@ pub fn write_with(name: &str, path: &Path, packets: &[Packet], reports: &[Source
     };
     let mut s = (f.open)(&cfg).unwrap();
     for p in packets {
-        s.write(p).unwrap();
+        s.write(&p.as_ref()).unwrap();
     }
     s.flush().unwrap();
     s.finish(reports).unwrap();
@@ -256,8 +256,8 @@ impl Sink for Collect {
     fn name(&self) -> &str {
         "collect"
     }
-    fn write(&mut self, p: &Packet) -> Result<()> {
-        self.0.lock().unwrap().push(p.clone());
+    fn write(&mut self, p: &PacketRef) -> Result<()> {
+        self.0.lock().unwrap().push(p.to_packet());
         Ok(())
     }
     fn finish(&mut self, _: &[SourceReport]) -> Result<()> {

@@ -347,9 +347,7 @@ impl Decoder {
                 ),
             ]
         });
-        let p = out.slot();
-        runtime::fill(
-            p,
+        let p = out.fill(
             &h,
             r.data,
             self.wall_offset,

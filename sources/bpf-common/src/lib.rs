@@ -5,6 +5,7 @@
 //! every packet.
 
 pub mod iface;
+pub mod ring;
 pub mod runtime;
 
 use std::collections::HashMap;

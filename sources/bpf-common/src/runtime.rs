@@ -302,16 +302,42 @@ const BATCH_RESERVE_MAX: usize = 16384;
 /// sinks have written, its packets still in it: they are filled again in
 /// place, so that in a steady capture a packet is neither allocated nor
 /// moved, and names that repeat keep their reference counts untouched.
+///
+/// In place ([`Slots::in_place`], a single source writing on its own
+/// thread), a packet's bytes are not copied: the packet points at its
+/// record in the ring buffer, and the batch is written from there before
+/// the ring's space is given back.
 #[derive(Default)]
 pub struct Slots {
     packets: Vec<Packet>,
     filled: usize,
+    /// Per filled packet: where its bytes are in the ring buffer, or null
+    /// when they are the packet's own (`data`).
+    views: Vec<(*const u8, usize)>,
+    in_place: bool,
+    /// The written order of the filled packets (time), reused.
+    order: Vec<u32>,
 }
+
+// SAFETY: the view pointers are only followed on the thread that reads the
+// ring, before its space is given back (see `deliver`).
+unsafe impl Send for Slots {}
 
 impl Slots {
     /// Slots in `packets`, a written batch (or an empty vector).
     pub fn new(packets: Vec<Packet>) -> Self {
-        Slots { packets, filled: 0 }
+        Slots {
+            packets,
+            ..Default::default()
+        }
+    }
+
+    /// Slots whose packets point at their records (see the type).
+    pub fn in_place() -> Self {
+        Slots {
+            in_place: true,
+            ..Default::default()
+        }
     }
 
     /// The next packet to fill: an old one, whose fields are all stale.
@@ -328,24 +354,42 @@ impl Slots {
                 });
             self.packets.push(p);
         }
+        self.views.truncate(self.filled);
+        self.views.push((std::ptr::null(), 0));
         self.filled += 1;
         &mut self.packets[self.filled - 1]
     }
 
-    /// Take back the packet `slot` gave last, out of the batch (to hold it).
+    /// Fill the next packet from a record (see [`fill_meta`]) with the
+    /// bytes `data`, which are the record's (in the ring buffer); the
+    /// source may then change the packet's metadata.
+    pub fn fill(&mut self, h: &XcapEvent, data: &[u8], wall: u64, names: Names<'_>) -> &mut Packet {
+        let in_place = self.in_place;
+        self.slot();
+        let i = self.filled - 1;
+        let p = &mut self.packets[i];
+        fill_meta(p, h, wall, names);
+        if in_place {
+            p.data.clear();
+            self.views[i] = (data.as_ptr(), data.len());
+        } else {
+            set_data(p, data);
+        }
+        &mut self.packets[i]
+    }
+
+    /// Take back the packet `slot` gave last, out of the batch (to hold
+    /// it), with bytes of its own.
     pub fn take_last(&mut self) -> Packet {
         self.filled -= 1;
+        self.own(self.filled);
+        self.views.truncate(self.filled);
         self.packets.swap_remove(self.filled)
     }
 
     /// Add a packet made elsewhere (one held back earlier).
     pub fn push(&mut self, p: Packet) {
-        if self.filled < self.packets.len() {
-            self.packets[self.filled] = p;
-        } else {
-            self.packets.push(p);
-        }
-        self.filled += 1;
+        *self.slot() = p;
     }
 
     pub fn len(&self) -> usize {
@@ -356,8 +400,64 @@ impl Slots {
         self.filled == 0
     }
 
-    /// The filled packets; the old ones left over are kept for `slot`.
+    /// Copy packet i's bytes from the ring into the packet.
+    fn own(&mut self, i: usize) {
+        let (ptr, len) = self.views[i];
+        if !ptr.is_null() {
+            // SAFETY: a view is followed before the ring's space is given
+            // back (the contract of `in_place` slots).
+            set_data(&mut self.packets[i], unsafe {
+                std::slice::from_raw_parts(ptr, len)
+            });
+            self.views[i] = (std::ptr::null(), 0);
+        }
+    }
+
+    /// Write the filled packets to the sinks, oldest first, and start
+    /// again with the same packets. False once nothing more is to be
+    /// written.
+    pub fn write(&mut self, w: &mut xcap_core::DirectWriter<'_>) -> bool {
+        let n = self.filled;
+        self.order.clear();
+        self.order.extend(0..n as u32);
+        // Records from different CPUs may interleave a little.
+        let ts = |i: &u32| self.packets[*i as usize].ts_ns;
+        if !self.order.is_sorted_by_key(ts) {
+            self.order.sort_by_key(ts);
+        }
+        let mut go_on = true;
+        for &i in &self.order {
+            let p = &self.packets[i as usize];
+            let (ptr, len) = self.views[i as usize];
+            let data = if ptr.is_null() {
+                &p.data[..]
+            } else {
+                // SAFETY: as in `own`.
+                unsafe { std::slice::from_raw_parts(ptr, len) }
+            };
+            let r = xcap_core::PacketRef {
+                ts_ns: p.ts_ns,
+                data,
+                orig_len: p.orig_len,
+                link: p.link,
+                meta: &p.meta,
+            };
+            if !w.write(&r) {
+                go_on = false;
+                break;
+            }
+        }
+        self.filled = 0;
+        self.views.clear();
+        go_on
+    }
+
+    /// The filled packets, with bytes of their own; the old ones left over
+    /// are kept for `slot`.
     pub fn into_batch(mut self) -> Vec<Packet> {
+        for i in 0..self.filled {
+            self.own(i);
+        }
         if self.filled < self.packets.len() {
             SPARE.with_borrow_mut(|s| {
                 let room = SPARE_MAX.saturating_sub(s.len());
@@ -399,17 +499,21 @@ pub struct Names<'a> {
     pub extra: &'a [(String, String)],
 }
 
-/// Fill `p` from one record: the fields every BPF source takes from the
-/// record's header, as they are, and `names.extra`; queue, drop, return
-/// value and stack empty.
-pub fn fill(p: &mut Packet, h: &XcapEvent, data: &[u8], wall: u64, names: Names<'_>) {
-    p.ts_ns = h.ts_ns + wall;
+/// A packet's bytes, in the buffer it has.
+fn set_data(p: &mut Packet, data: &[u8]) {
     if p.data.capacity() > BUF_KEEP.max(data.len()) {
         // A large packet's buffer is not kept for small ones.
         p.data = Vec::with_capacity(data.len());
     }
     p.data.clear();
     p.data.extend_from_slice(data);
+}
+
+/// Fill `p` from one record, all but its bytes: the fields every BPF
+/// source takes from the record's header, as they are, and `names.extra`;
+/// queue, drop, return value and stack empty.
+pub fn fill_meta(p: &mut Packet, h: &XcapEvent, wall: u64, names: Names<'_>) {
+    p.ts_ns = h.ts_ns + wall;
     p.orig_len = h.orig_len;
     p.link = h.link_type();
     let m = &mut p.meta;
@@ -458,39 +562,38 @@ pub fn watermark_mono() -> u64 {
 
 /// Read the ring buffer until `stop` says so or `after_poll` returns false:
 /// every record goes to `on_record`; after each poll `after_poll` runs (to
-/// hand on a batch, look at the target again). Then `detach` runs, so that
-/// nothing new arrives, and what is in flight is drained unless
-/// `after_poll` ended it (its reader is gone). Returns whether it drained.
+/// write or hand on a batch, look at the target again) with the watermark
+/// (monotonic) the records taken allow: nothing older follows. Then `detach`
+/// runs, so that nothing new arrives, and what is in flight goes to
+/// `on_record` unless `after_poll` ended it (its reader is gone); `last`
+/// runs at the very end. A record's memory stays valid until the
+/// `after_poll` or `last` that follows it has returned. Returns whether it
+/// drained.
 pub fn pump(
     ring: &libbpf_rs::MapHandle,
     stop: &dyn Fn() -> bool,
     on_record: &mut dyn FnMut(&[u8]),
-    after_poll: &mut dyn FnMut() -> Result<bool>,
+    after_poll: &mut dyn FnMut(u64) -> Result<bool>,
     detach: &mut dyn FnMut(),
+    last: &mut dyn FnMut(),
 ) -> Result<bool> {
-    let on_record = std::cell::RefCell::new(on_record);
-    let mut builder = libbpf_rs::RingBufferBuilder::new();
-    builder
-        .add(ring, |data: &[u8]| {
-            (on_record.borrow_mut())(data);
-            0
-        })
-        .map_err(|e| libbpf_error("set up the ring buffer", e))?;
-    let rb = builder
-        .build()
-        .map_err(|e| libbpf_error("set up the ring buffer", e))?;
+    let mut rb = crate::ring::Ring::new(ring)
+        .map_err(|e| Error::runtime(format!("cannot map the ring buffer: {e}")))?;
     let mut ended = false;
     let mut result = Ok(());
     while !stop() {
-        let n = rb.poll_raw(POLL);
-        if n < 0 && n != -libc::EINTR {
-            result = Err(Error::runtime(format!(
-                "ring buffer poll: {}",
-                std::io::Error::from_raw_os_error(-n)
-            )));
+        if let Err(e) = rb.wait(POLL) {
+            result = Err(Error::runtime(format!("ring buffer poll: {e}")));
             break;
         }
-        match after_poll() {
+        // Taken before the records are: a record committed while these
+        // are decoded (which can take long: a socket's owner looked up)
+        // must not be older than the promise.
+        let mark = watermark_mono();
+        let n = rb.take(on_record);
+        let next = after_poll(mark);
+        rb.give_back();
+        match next {
             Ok(true) => {}
             Ok(false) => {
                 ended = true;
@@ -506,19 +609,22 @@ pub fn pump(
         }
     }
     detach();
-    result?;
-    if !ended {
-        let _ = rb.consume_raw();
+    if result.is_ok() && !ended {
+        rb.take(on_record);
     }
+    last();
+    rb.give_back();
+    result?;
     Ok(!ended)
 }
 
 /// `pump` for a source running in xcap: records decoded into packets
-/// (`decode` may hold some back and push them later), handed to the bus in
-/// batches with a watermark (`wall`: what `decode` adds to monotonic
-/// stamps); `tick` runs after each poll (false: the target is gone, end).
-/// At the end `held` gives what was held back. Returns the packets
-/// delivered.
+/// (`decode` may hold some back and push them later) and written, oldest
+/// first: by a single source straight from the ring buffer's memory to the
+/// sinks, on this thread; otherwise handed to the bus in batches with a
+/// watermark (`wall`: what `decode` adds to monotonic stamps). `tick` runs
+/// after each poll (false: the target is gone, end). At the end `held`
+/// gives what was held back. Returns the packets delivered.
 pub fn deliver(
     ctx: &SourceCtx,
     ring: &libbpf_rs::MapHandle,
@@ -528,54 +634,78 @@ pub fn deliver(
     detach: &mut dyn FnMut(),
     held: &mut dyn FnMut() -> Vec<Packet>,
 ) -> Result<u64> {
-    let pending = std::cell::RefCell::new(Slots::new(Vec::new()));
-    let mut delivered = 0u64;
-    let mut bus_gone = false;
-    let drained = pump(
+    let direct = ctx.direct().is_some();
+    let pending = std::cell::RefCell::new(if direct {
+        Slots::in_place()
+    } else {
+        Slots::new(Vec::new())
+    });
+    let delivered = std::cell::Cell::new(0u64);
+    let bus_gone = std::cell::Cell::new(false);
+    pump(
         ring,
         &|| ctx.stopped(),
         &mut |rec| decode(rec, &mut pending.borrow_mut()),
-        &mut || {
-            // The next batch: the written one with the most packets to
-            // fill again (the others are dropped here, on the thread that
-            // made them), with room for as many as this one has: growing a
-            // vector of packets by doubling moves each packet again.
-            let cap = pending
-                .borrow()
-                .len()
-                .next_power_of_two()
-                .min(BATCH_RESERVE_MAX);
-            let mut next = Vec::new();
-            while let Some(v) = ctx.recycled() {
-                if v.len() > next.len() {
-                    next = v;
-                }
-            }
-            next.reserve(cap.saturating_sub(next.len()));
-            let batch = std::mem::replace(&mut *pending.borrow_mut(), Slots::new(next));
-            let batch = batch.into_batch();
-            delivered += batch.len() as u64;
-            if !ctx.send(batch, watermark_mono() + wall) {
-                bus_gone = true;
+        &mut |mark| {
+            let mut slots = pending.borrow_mut();
+            delivered.set(delivered.get() + slots.len() as u64);
+            if let Some(mut w) = ctx.direct() {
+                slots.write(&mut w);
+            } else if !send(ctx, &mut slots, mark + wall) {
+                bus_gone.set(true);
                 return Ok(false);
             }
             tick()
         },
         detach,
+        &mut || {
+            if bus_gone.get() {
+                return;
+            }
+            let mut slots = pending.borrow_mut();
+            for p in held() {
+                slots.push(p);
+            }
+            delivered.set(delivered.get() + slots.len() as u64);
+            if let Some(mut w) = ctx.direct() {
+                slots.write(&mut w);
+            } else {
+                let mut batch = std::mem::take(&mut *slots).into_batch();
+                batch.sort_by_key(|p| p.ts_ns);
+                ctx.send(batch, u64::MAX);
+            }
+        },
     )?;
-    if drained || !bus_gone {
-        let mut batch = pending.into_inner().into_batch();
-        batch.extend(held());
-        batch.sort_by_key(|p| p.ts_ns);
-        delivered += batch.len() as u64;
-        ctx.send(batch, u64::MAX);
+    Ok(delivered.get())
+}
+
+/// Hand the filled packets to the bus, and take the next batch's packets:
+/// the written batch with the most packets to fill again (the others are
+/// dropped here, on the thread that made them), with room for as many as
+/// this one has (growing a vector of packets by doubling moves each
+/// packet again). False when the bus has gone.
+fn send(ctx: &SourceCtx, slots: &mut Slots, watermark: u64) -> bool {
+    let cap = slots.len().next_power_of_two().min(BATCH_RESERVE_MAX);
+    let mut next = Vec::new();
+    while let Some(v) = ctx.recycled() {
+        if v.len() > next.len() {
+            next = v;
+        }
     }
-    Ok(delivered)
+    next.reserve(cap.saturating_sub(next.len()));
+    let batch = std::mem::replace(slots, Slots::new(next)).into_batch();
+    ctx.send(batch, watermark)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fill one packet as `Slots::fill` does when not in place.
+    fn fill(p: &mut Packet, h: &XcapEvent, data: &[u8], wall: u64, names: Names<'_>) {
+        fill_meta(p, h, wall, names);
+        set_data(p, data);
+    }
 
     fn record(ts: u64, skb: u64) -> XcapEvent {
         XcapEvent {
@@ -609,7 +739,7 @@ mod tests {
         let names = || names_of(&source, &hook, &ifname);
         let mut slots = Slots::default();
         for i in 0..3 {
-            fill(slots.slot(), &record(i, i), &[1, 2, 3], 100, names());
+            slots.fill(&record(i, i), &[1, 2, 3], 100, names());
         }
         let mut batch = slots.into_batch();
         assert_eq!(batch.len(), 3);
@@ -625,8 +755,8 @@ mod tests {
         let counts = Arc::strong_count(&hook);
 
         let mut slots = Slots::new(batch);
-        fill(slots.slot(), &record(9, 9), &[4, 5, 6], 0, names());
-        fill(slots.slot(), &record(10, 10), &[7, 8, 9], 0, names());
+        slots.fill(&record(9, 9), &[4, 5, 6], 0, names());
+        slots.fill(&record(10, 10), &[7, 8, 9], 0, names());
         // No new reference to the shared names.
         assert_eq!(Arc::strong_count(&hook), counts);
         // The second is held back (a function that has not returned), and
@@ -684,10 +814,10 @@ mod tests {
         let names = || names_of(&source, &hook, &ifname);
         let mut slots = Slots::default();
         for i in 0..3 {
-            fill(slots.slot(), &record(i, i), &[7; 9000], 0, names());
+            slots.fill(&record(i, i), &[7; 9000], 0, names());
         }
         let mut slots = Slots::new(slots.into_batch());
-        fill(slots.slot(), &record(5, 5), &[1; 10], 0, names());
+        slots.fill(&record(5, 5), &[1; 10], 0, names());
         let batch = slots.into_batch();
         assert_eq!(batch.len(), 1);
         assert!(batch[0].data.capacity() <= BUF_KEEP);
@@ -696,6 +826,72 @@ mod tests {
             assert!(s.len() >= 2);
             assert!(s.iter().all(|p| p.data.capacity() <= BUF_KEEP));
         });
+    }
+
+    /// A source that fills in-place slots from a buffer of its own (the
+    /// ring's stand-in), out of time order, writes them, then scribbles on
+    /// the buffer: the sinks must have had the bytes, in time order.
+    struct InPlace;
+
+    impl xcap_core::Source for InPlace {
+        fn name(&self) -> &str {
+            "inplace"
+        }
+        fn run(self: Box<Self>, ctx: SourceCtx) -> Result<xcap_core::SourceReport> {
+            let (source, hook, ifname) = shared_names();
+            let names = || names_of(&source, &hook, &ifname);
+            let mut ring = [[1u8; 4], [2; 4], [3; 4]];
+            let mut slots = Slots::in_place();
+            for (ts, i) in [(20, 1), (10, 0), (30, 2)] {
+                slots.fill(&record(ts, ts), &ring[i], 0, names());
+            }
+            // Held back: its bytes must be its own from here on.
+            let held = slots.take_last();
+            ring[2] = [0xee; 4];
+            slots.push(held);
+            assert!(slots.write(&mut ctx.direct().expect("a single source")));
+            for r in ring.iter_mut() {
+                *r = [0xff; 4];
+            }
+            assert!(slots.is_empty());
+            Ok(xcap_core::SourceReport::default())
+        }
+    }
+
+    /// What a sink was given: time and bytes of each packet.
+    type Written = Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
+
+    struct Collect(Written);
+
+    impl xcap_core::Sink for Collect {
+        fn name(&self) -> &str {
+            "collect"
+        }
+        fn write(&mut self, p: &xcap_core::PacketRef<'_>) -> Result<()> {
+            self.0.lock().unwrap().push((p.ts_ns, p.data.to_vec()));
+            Ok(())
+        }
+        fn finish(&mut self, _: &[xcap_core::SourceReport]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn in_place_packets_are_written_in_time_order_from_the_ring() {
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let r = xcap_core::run_bus(
+            vec![Box::new(InPlace)],
+            vec![Box::new(Collect(got.clone()))],
+            &xcap_core::BusOptions::default(),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .unwrap();
+        assert!(r.error.is_none());
+        let got = got.lock().unwrap();
+        assert_eq!(
+            *got,
+            vec![(10, vec![1; 4]), (20, vec![2; 4]), (30, vec![3; 4])]
+        );
     }
 
     #[test]

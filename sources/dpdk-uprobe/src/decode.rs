@@ -59,9 +59,7 @@ impl Decoder {
             .entry(port)
             .or_insert_with(|| Arc::from(format!("port{port}")));
         let comm = self.comms.get(h.comm, |k| event::cstr(k).into());
-        let p = out.slot();
-        runtime::fill(
-            p,
+        let p = out.fill(
             &h,
             r.data,
             self.wall_offset,

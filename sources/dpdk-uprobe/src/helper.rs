@@ -158,9 +158,9 @@ fn helper(args: &[String], out: &mut impl Write) -> Result<()> {
                 failed = write_frame(*out.borrow_mut(), RECORD, rec).is_err();
             }
         },
-        &mut || {
+        &mut |mark| {
             let mut o = out.borrow_mut();
-            write_frame(*o, WATERMARK, &mono_mark())
+            write_frame(*o, WATERMARK, &mark.to_ne_bytes())
                 .and_then(|_| o.flush())
                 .is_ok()
         },

@@ -446,13 +446,13 @@ pub const REFRESH: Duration = Duration::from_millis(200);
 
 /// Poll the probe's ring buffer until `stop` says so, refreshing the ports
 /// every REFRESH; `on_record` gets each raw record, `on_batch` runs after
-/// each poll (false: its reader is gone), `on_change` gets each change of
+/// each poll with its watermark (false: its reader is gone), `on_change` gets each change of
 /// ports. Detaches before draining what is left.
 pub fn pump(
     probe: &mut Probe,
     stop: &dyn Fn() -> bool,
     on_record: &mut dyn FnMut(&[u8]),
-    on_batch: &mut dyn FnMut() -> bool,
+    on_batch: &mut dyn FnMut(u64) -> bool,
     on_change: &mut dyn FnMut(&Probe, String),
 ) -> Result<()> {
     let ring = probe.ring()?;
@@ -462,13 +462,14 @@ pub fn pump(
         &ring,
         stop,
         on_record,
-        &mut || {
-            if !on_batch() {
+        &mut |mark| {
+            if !on_batch(mark) {
                 return Ok(false);
             }
             refresh(&mut probe.borrow_mut(), &mut last, REFRESH, on_change)
         },
         &mut || probe.borrow_mut().detach(),
+        &mut || {},
     )?;
     Ok(())
 }

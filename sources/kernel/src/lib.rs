@@ -972,7 +972,7 @@ impl Decoder<'_> {
             out.push(p);
             return;
         }
-        self.fill(out.slot(), &r, hook);
+        self.fill(out, &r, hook);
         if hook.ret.is_some() {
             let p = out.take_last();
             self.held.entry((h.tid, h.hook)).or_default().push(p);
@@ -986,14 +986,13 @@ impl Decoder<'_> {
         v
     }
 
-    fn fill(&mut self, p: &mut Packet, r: &event::Record<'_>, hook: &Hook) {
+    fn fill(&mut self, out: &mut runtime::Slots, r: &event::Record<'_>, hook: &Hook) {
         let h = r.hdr;
         let ifname = self
             .ifnames
             .get((h.netns, h.ifindex, h.ifname), |k| event::cstr(&k.2).into());
         let comm = self.comms.get(h.comm, |k| event::cstr(k).into());
-        runtime::fill(
-            p,
+        let p = out.fill(
             &h,
             r.data,
             self.wall_offset,

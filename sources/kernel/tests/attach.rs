@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xcap_core::registry::CaptureConfig;
-use xcap_core::{BusOptions, Packet, Result, Sink, SourceReport};
+use xcap_core::{BusOptions, Packet, PacketRef, Result, Sink, SourceReport};
 
 struct Collect(Arc<Mutex<Vec<Packet>>>);
 
@@ -14,8 +14,8 @@ impl Sink for Collect {
     fn name(&self) -> &str {
         "collect"
     }
-    fn write(&mut self, p: &Packet) -> Result<()> {
-        self.0.lock().unwrap().push(p.clone());
+    fn write(&mut self, p: &PacketRef) -> Result<()> {
+        self.0.lock().unwrap().push(p.to_packet());
         Ok(())
     }
     fn finish(&mut self, _: &[SourceReport]) -> Result<()> {
