@@ -212,6 +212,26 @@ fn testpmd_forwarding_rx_and_tx_equal_the_peer_capture() {
     assert!(err.contains("10 packets captured"), "{err}");
 }
 
+/// kxdpgun in namespace a for one second, one query at a time, asking for
+/// two names in turn; `args`: the interface and addresses. Its output.
+fn kxdpgun(v: &VethPair, dir: &Path, args: &str) -> String {
+    let qf = dir.join("queries");
+    std::fs::write(&qf, "example.com. A\nexample.org. AAAA\n").unwrap();
+    v.exec(
+        &v.a,
+        &format!("kxdpgun -t 1 -Q 20 -b 1 -i {} {args} 2>&1", qf.display()),
+    )
+}
+
+/// A total kxdpgun printed (`what`: e.g. "total queries:").
+fn kxdpgun_count(out: &str, what: &str) -> usize {
+    out.lines()
+        .find_map(|l| l.strip_prefix(what))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("kxdpgun: {out}"))
+}
+
 /// kxdpgun, a DNS load generator of its own (no DPDK), sends queries from
 /// an AF_XDP socket on the veth: xcap's xsk_tx copies are the queries the
 /// peer received, packet for packet, sent by kxdpgun. It exits before xcap
@@ -221,12 +241,7 @@ fn kxdpgun_queries_equal_the_peer_capture() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let v = VethPair::new();
     let dir = tmpdir("afxdp-kxdpgun");
-    let (xf, tf, qf) = (
-        dir.join("x.pcapng"),
-        dir.join("peer.pcap"),
-        dir.join("queries"),
-    );
-    std::fs::write(&qf, "example.com. A\nexample.org. AAAA\n").unwrap();
+    let (xf, tf) = (dir.join("x.pcapng"), dir.join("peer.pcap"));
     let x = xcap(&[
         "--source",
         "afxdp",
@@ -239,21 +254,8 @@ fn kxdpgun_queries_equal_the_peer_capture() {
         "udp dst port 53",
     ]);
     let t = tcpdump(&v.b, &v.vb, &tf, &["udp dst port 53"]);
-    let out = v.exec(
-        &v.a,
-        &format!(
-            "kxdpgun -t 1 -Q 20 -b 1 -i {} -I {} {} 2>&1",
-            qf.display(),
-            v.va,
-            v.ip_b
-        ),
-    );
-    let sent: usize = out
-        .lines()
-        .find_map(|l| l.strip_prefix("total queries:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("kxdpgun: {out}"));
+    let out = kxdpgun(&v, &dir, &format!("-I {} {}", v.va, v.ip_b));
+    let sent = kxdpgun_count(&out, "total queries:");
     assert!(sent > 0, "{out}");
     assert!(wait_until(20, || packets_so_far(&tf).len() >= sent));
     assert!(wait_until(20, || packets_so_far(&xf).len() >= sent));
@@ -288,12 +290,7 @@ fn kxdpgun_under_generic_xdp_rx_and_tx_equal_the_peer_capture() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let v = VethPair::new();
     let dir = tmpdir("afxdp-generic");
-    let (xf, tf, qf) = (
-        dir.join("x.pcapng"),
-        dir.join("peer.pcap"),
-        dir.join("queries"),
-    );
-    std::fs::write(&qf, "example.com. A\nexample.org. AAAA\n").unwrap();
+    let (xf, tf) = (dir.join("x.pcapng"), dir.join("peer.pcap"));
     // The macvlan gets an address of its own, which the peer reaches
     // through the macvlan's MAC.
     let mv = "mva";
@@ -346,24 +343,17 @@ fn kxdpgun_under_generic_xdp_rx_and_tx_equal_the_peer_capture() {
         "udp port 53",
     ]);
     let t = tcpdump(&v.b, &v.vb, &tf, &["udp port 53"]);
-    let out = v.exec(
-        &v.a,
-        &format!(
-            "kxdpgun -t 1 -Q 20 -b 1 -i {} -I {mv} -l {ip_mv} -L {mv_mac} -R {vb_mac} {} 2>&1",
-            qf.display(),
-            v.ip_b
-        ),
+    let out = kxdpgun(
+        &v,
+        &dir,
+        &format!("-I {mv} -l {ip_mv} -L {mv_mac} -R {vb_mac} {}", v.ip_b),
     );
     let _ = responder.kill();
     let _ = responder.wait();
-    let count = |what: &str| -> usize {
-        out.lines()
-            .find_map(|l| l.strip_prefix(what))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("kxdpgun: {out}"))
-    };
-    let (sent, replies) = (count("total queries:"), count("total replies:"));
+    let (sent, replies) = (
+        kxdpgun_count(&out, "total queries:"),
+        kxdpgun_count(&out, "total replies:"),
+    );
     assert!(out.contains("emulated mode"), "generic XDP: {out}");
     assert!(sent > 0 && replies > 0, "{out}");
     assert!(wait_until(20, || packets_so_far(&tf).len() >= sent + replies));
@@ -576,11 +566,18 @@ fn kernel_afxdp_and_dpdk_in_one_timeline() {
     t.stop();
 
     let pkts = read_packets_ts(&xf);
-    assert!(
-        pkts.windows(2).all(|w| w[0].3 <= w[1].3),
-        "one timeline, in time order"
-    );
     let fields = tshark_fields(&xf, &["xcap.source", "xcap.hook"]);
+    if let Some(i) = pkts.windows(2).position(|w| w[0].3 > w[1].3) {
+        let show = |j: usize| format!("{} ns {}", pkts[j].3, fields[j]);
+        let all: Vec<String> = (0..pkts.len()).map(show).collect();
+        panic!(
+            "one timeline, in time order: packet {i} ({}) before {} ({})\n{}",
+            show(i),
+            i + 1,
+            show(i + 1),
+            all.join("\n")
+        );
+    }
     let path: Vec<&str> = fields.iter().map(|l| l.as_str()).collect();
     assert_eq!(path.len(), 6 * n, "{err}");
     // Each packet's own path, in time order (the three may interleave: the
