@@ -7,6 +7,9 @@
 # step by step; bench/capture.py is the full side-by-side table.
 #
 #   sudo bash bench/ab_cpu.sh pcapng tcpdump /tmp/xcap-before target/release/xcap
+#
+# NULL=1 writes to /dev/null instead of files, which leaves out the page
+# cache (its cost swings by 10x on these machines, see BENCHMARKS.md).
 set -e
 cd "$(dirname "$0")/.."
 MODE=$1
@@ -14,17 +17,22 @@ shift
 python3 -c 'import sys; sys.path.insert(0,"bench"); import veth; veth.setup("xbench-a","xbench-b","10.98.0.1","10.98.0.2")'
 trap 'python3 -c "import sys; sys.path.insert(0,\"bench\"); import veth; veth.teardown(\"xbench-a\",\"xbench-b\")"' EXIT
 err=$(mktemp)
+if [ -n "$NULL" ]; then
+	tcp_out=/dev/null xcap_out=/dev/null
+else
+	tcp_out=/tmp/ab.pcap xcap_out="/tmp/ab.$MODE"
+fi
 for round in 1 2 3; do
 	for bin in "$@"; do
 		ip netns exec xbench-b iperf3 -s -D -1 >/dev/null
 		sleep 0.3
 		: >"$err"
 		if [ "$bin" = tcpdump ]; then
-			ip netns exec xbench-a tcpdump -n -i va -w /tmp/ab.pcap 2>"$err" &
+			ip netns exec xbench-a tcpdump -n -i va -w "$tcp_out" 2>"$err" &
 			pid=$!
 			ready=listening
 		else
-			"$bin" --netns xbench-a -i va -w "/tmp/ab.$MODE" 2>"$err" &
+			"$bin" --netns xbench-a -i va -w "$xcap_out" --sink "$MODE" 2>"$err" &
 			pid=$!
 			ready=capturing
 		fi
