@@ -114,7 +114,9 @@ impl SourceCtx {
     /// With a single source, the sinks themselves, for one batch of
     /// borrowed packets written in order on this thread (nothing to merge:
     /// the packets need not outlive the source's buffer). None when the
-    /// bus merges several sources: send owned batches then.
+    /// bus merges several sources: send owned batches then. A source uses
+    /// one way or the other, not both: packets sent wait for the watermark,
+    /// packets written here do not, and the two would not be in time order.
     pub fn direct(&self) -> Option<crate::bus::DirectWriter<'_>> {
         match &self.link {
             Link::Bus { .. } => None,
