@@ -332,8 +332,10 @@ impl Slots {
         }
     }
 
-    /// Slots whose packets point at their records (see the type).
-    pub fn in_place() -> Self {
+    /// Slots whose packets point at their records (see the type). Only
+    /// `deliver` makes them: it alone knows when the ring's space is given
+    /// back, so a source cannot keep a pointer past that in safe code.
+    pub(crate) fn in_place() -> Self {
         Slots {
             in_place: true,
             ..Default::default()
