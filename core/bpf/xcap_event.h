@@ -38,6 +38,14 @@ enum xcap_flags {
 				* packet this thread captured at the hook */
 	XCAP_F_SYNTH_L3 = 1 << 3, /* the IP header was made up from the socket */
 	XCAP_F_XSK_ZC = 1 << 4,   /* AF_XDP: the socket is in zero-copy mode */
+	XCAP_F_XSK_POLL = 1 << 5, /* AF_XDP TX: seen as the application's poll()
+				   * returned, not a send */
+	XCAP_F_XSK_LATE = 1 << 6, /* AF_XDP TX: caught up when xcap stopped, after
+				   * the call that sent it; the time is the
+				   * catch-up's, the bytes the frame's by then */
+	XCAP_F_OWNER = 1 << 7,    /* pid and comm are the owner's of the socket
+				   * the packet went through, tid none: it was
+				   * not captured in that process's context */
 };
 
 struct xcap_event {

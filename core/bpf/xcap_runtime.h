@@ -226,6 +226,11 @@ static __always_inline bool xcap_emit(void *ctx, struct xcap_scratch *s, struct 
 	ev->cpu = c->cpu;
 	ev->link = c->raw ? XCAP_LINK_RAW : XCAP_LINK_ETHERNET;
 	xcap_current_comm(ev->comm);
+#ifdef XCAP_SRC_WHO
+	/* A source that knows better whose packet it is (AF_XDP: the
+	 * socket's owner, not whoever ran the hook). */
+	XCAP_SRC_WHO(ev, s);
+#endif
 	ev->nr_stack = 0;
 	if (xcap_cfg.rt.stack) {
 		long n = bpf_get_stack(ctx, &s->hdr[XCAP_HDR_BYTES], XCAP_STACK_BYTES, 0);

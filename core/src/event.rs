@@ -19,6 +19,9 @@ pub const F_STACK: u16 = 2;
 pub const F_RET: u16 = 4;
 pub const F_SYNTH_L3: u16 = 8;
 pub const F_XSK_ZC: u16 = 16;
+pub const F_XSK_POLL: u16 = 32;
+pub const F_XSK_LATE: u16 = 64;
+pub const F_OWNER: u16 = 128;
 
 pub const CNT_SEEN: usize = 0;
 pub const CNT_LOST: usize = 1;

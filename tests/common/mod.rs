@@ -571,25 +571,29 @@ pub fn profile_dir() -> &'static Path {
     Path::new(XCAP).parent().unwrap()
 }
 
-/// libxcap_gen_source.so, built for the profile under test. (`cargo test`
-/// builds no cdylib of a workspace member, so the test asks cargo.)
+/// A file `file` of workspace member `package`, built for the profile under
+/// test by cargo (`cargo test` builds no cdylib of a member, nor the
+/// binaries of a member without tests).
+pub fn build_member(package: &str, file: &str) -> PathBuf {
+    let mut c = Command::new(env!("CARGO"));
+    c.args(["build", "--locked", "-q", "-p", package])
+        .arg("--target-dir")
+        .arg(profile_dir().parent().unwrap());
+    if profile_dir().ends_with("release") {
+        c.arg("--release");
+    }
+    let out = c.output().expect("cargo");
+    assert!(
+        out.status.success(),
+        "building {package}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    profile_dir().join(file)
+}
+
+/// libxcap_gen_source.so, built once.
 pub fn gen_so() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
-    SO.get_or_init(|| {
-        let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "--locked", "-q", "-p", "xcap-gen-source"])
-            .arg("--target-dir")
-            .arg(profile_dir().parent().unwrap());
-        if profile_dir().ends_with("release") {
-            c.arg("--release");
-        }
-        let out = c.output().expect("cargo");
-        assert!(
-            out.status.success(),
-            "building the gen plugin: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir().join("libxcap_gen_source.so")
-    })
-    .clone()
+    SO.get_or_init(|| build_member("xcap-gen-source", "libxcap_gen_source.so"))
+        .clone()
 }

@@ -7,8 +7,11 @@
 //! xdp_redirect_err. The shared capture runtime (xcap_bpf_common::runtime)
 //! filters, copies and delivers.
 //!
-//! Not built yet: per-socket XDP_STATISTICS in the summary; TX on kernels
-//! before 6.3 (said in one line when capturing).
+//! TX is read from the ring the kernel took it from: as a send returns
+//! (sock_send_length, 6.3 and later; before, the send syscalls of the
+//! processes that own AF_XDP sockets), as such a process's poll() returns
+//! (copy mode sends from poll() for need_wakeup sockets), and when xcap
+//! stops, for what neither saw (marked late).
 
 mod config;
 mod owners;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use libbpf_rs::{Link, MapCore, MapFlags, Object};
 use xcap_bpf_common::runtime::{self, Rodata, RtConfig};
 use xcap_bpf_common::{iface, Interned};
-use xcap_core::event::{self, F_XSK_ZC};
+use xcap_core::event::{self, F_OWNER, F_XSK_LATE, F_XSK_POLL, F_XSK_ZC};
 use xcap_core::registry::{HookStats, ProgramStat, SourceArgs};
 use xcap_core::{CaptureConfig, Error, Result, Source, SourceCtx, SourceFactory, SourceReport};
 
@@ -31,16 +34,22 @@ const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/afxdp.bpf.o"
 /// The hooks, by the index in records (XCAP_XSK_HOOK_*): packets written
 /// to an AF_XDP socket's RX ring, and taken from its TX ring.
 const HOOKS: [&str; 2] = ["xsk_rx", "xsk_tx"];
-/// The programs of the RX side, and of the TX side (seed first).
+/// The programs of the RX side, and of the TX side: the iterators that
+/// seed and flush (run, not attached), the syscall hooks (owners' sockets),
+/// and where the kernel has it, the send tracepoint.
 const RX_PROGS: [&str; 2] = ["xcap_xsk_rx", "xcap_xsk_drop"];
-const TX_PROGS: [&str; 2] = ["xcap_xsk_seed", "xcap_xsk_tx"];
-/// The tracepoint the TX side needs (Linux 6.3 and later).
-const TX_TRACEPOINT: &str = "btf_trace_sock_send_length";
+const SEED: &str = "xcap_xsk_seed";
+const FLUSH: &str = "xcap_xsk_flush";
+const SYSCALL_PROGS: [&str; 3] = ["xcap_xsk_sys_enter", "xcap_xsk_sys_exit", "xcap_xsk_exit"];
+const SEND_PROG: &str = "xcap_xsk_tx";
+/// The tracepoint of every send (Linux 6.3 and later); without it the send
+/// syscalls of the sockets' owners are watched instead.
+const SEND_TRACEPOINT: &str = "btf_trace_sock_send_length";
 
 inventory::submit! {
     SourceFactory {
         name: "afxdp",
-        help: "packets the kernel delivers to AF_XDP sockets (RX, copy and zero-copy), with the owning process; drops before the RX ring counted per socket",
+        help: "packets of AF_XDP sockets: received (copy and zero-copy) and sent, with the owning process; drops before the RX ring counted per socket",
         args: Vec::new,
         open: |cfg, m| open(cfg, m),
         list_hooks: None,
@@ -49,14 +58,15 @@ inventory::submit! {
 }
 
 fn open(cfg: &CaptureConfig, _m: &SourceArgs) -> Result<Box<dyn Source>> {
-    let tx = tx_supported();
-    if !tx {
+    let send_tp = send_tracepoint();
+    if !send_tp {
         eprintln!(
-            "xcap: afxdp: packets AF_XDP applications send are not captured on this kernel: \
-             it has no sock:sock_send_length tracepoint (Linux 6.3 and later)"
+            "xcap: afxdp: this kernel has no sock:sock_send_length tracepoint (Linux 6.3): \
+             packets are captured as they are sent only from the processes that own the \
+             sockets, others' when xcap stops"
         );
     }
-    let (obj, _) = load(cfg, tx)?;
+    let (obj, _) = load(cfg, send_tp)?;
     let watch = iface::Watch::start(&cfg.interfaces, cfg.netns.as_deref())?;
     let attach = |name: &str| -> Result<Link> {
         let prog = obj
@@ -67,27 +77,39 @@ fn open(cfg: &CaptureConfig, _m: &SourceArgs) -> Result<Box<dyn Source>> {
             xcap_bpf_common::libbpf_error(&format!("attach {name} (AF_XDP source)"), e)
         })
     };
+    // Where each open socket's TX ring stands now, and whose it is, before
+    // the TX programs run: only what is sent from here on is captured.
+    run_iter(&obj, SEED)?;
     let mut links = Vec::new();
-    if tx {
-        // Where each open socket's TX ring stands now, before the TX
-        // program runs: only what is sent from here on is captured.
-        let seed = attach(TX_PROGS[0])?;
-        let mut it = libbpf_rs::Iter::new(&seed)
-            .map_err(|e| xcap_bpf_common::libbpf_error("run the AF_XDP socket iterator", e))?;
-        std::io::copy(&mut it, &mut std::io::sink())
-            .map_err(|e| Error::runtime(format!("AF_XDP socket iterator: {e}")))?;
-        links.push(attach(TX_PROGS[1])?);
+    if send_tp {
+        links.push(attach(SEND_PROG)?);
     }
-    for name in RX_PROGS {
+    for name in SYSCALL_PROGS.iter().chain(&RX_PROGS) {
         links.push(attach(name)?);
     }
     Ok(Box::new(AfxdpSource { obj, links, watch }))
 }
 
-/// Whether the running kernel has the tracepoint the TX side needs.
-fn tx_supported() -> bool {
+/// Run a task_file iterator program to its end.
+fn run_iter(obj: &Object, name: &str) -> Result<()> {
+    let prog = obj
+        .progs_mut()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| Error::runtime(format!("program {name} missing")))?;
+    let link = prog
+        .attach()
+        .map_err(|e| xcap_bpf_common::libbpf_error(&format!("attach {name} (AF_XDP source)"), e))?;
+    let mut it = libbpf_rs::Iter::new(&link)
+        .map_err(|e| xcap_bpf_common::libbpf_error("run the AF_XDP socket iterator", e))?;
+    std::io::copy(&mut it, &mut std::io::sink())
+        .map_err(|e| Error::runtime(format!("AF_XDP socket iterator: {e}")))?;
+    Ok(())
+}
+
+/// Whether the running kernel has the tracepoint of every send.
+fn send_tracepoint() -> bool {
     libbpf_rs::btf::Btf::from_vmlinux().is_ok_and(|b| {
-        b.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(TX_TRACEPOINT)
+        b.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(SEND_TRACEPOINT)
             .is_some()
     })
 }
@@ -95,18 +117,16 @@ fn tx_supported() -> bool {
 /// `--dry-run`: load (and so verify) the programs, attach nothing; what the
 /// verifier did.
 pub fn verify(cfg: &CaptureConfig) -> Result<Vec<ProgramStat>> {
-    Ok(load(cfg, tx_supported())?.1)
+    Ok(load(cfg, send_tracepoint())?.1)
 }
 
-/// Load (and so verify) the programs, the TX side's with `tx`; nothing
-/// attached.
-fn load(cfg: &CaptureConfig, tx: bool) -> Result<(Object, Vec<ProgramStat>)> {
+/// Load (and so verify) the programs, the send tracepoint's with
+/// `send_tp`, else the send syscalls watched; nothing attached.
+fn load(cfg: &CaptureConfig, send_tp: bool) -> Result<(Object, Vec<ProgramStat>)> {
     let snaplen = runtime::snaplen(cfg.snaplen, "afxdp")?;
     let ifaces = iface::selection(&cfg.interfaces, cfg.netns.as_deref())?;
-    let mut src = AfxdpConfig {
-        nr_ifaces: ifaces.len() as u32,
-        ..Default::default()
-    };
+    let mut src = AfxdpConfig::new(!send_tp);
+    src.nr_ifaces = ifaces.len() as u32;
     for (i, (idx, ns)) in ifaces.iter().enumerate() {
         src.ifindex[i] = *idx;
         src.netns[i] = *ns;
@@ -121,9 +141,14 @@ fn load(cfg: &CaptureConfig, tx: bool) -> Result<(Object, Vec<ProgramStat>)> {
         src,
     };
     let image = runtime::image(BPF_OBJECT, cfg.filter.as_deref())?;
-    let mut progs: Vec<(&str, Option<&str>)> = RX_PROGS.iter().map(|p| (*p, None)).collect();
-    if tx {
-        progs.extend(TX_PROGS.iter().map(|p| (*p, None)));
+    let mut progs: Vec<(&str, Option<&str>)> = RX_PROGS
+        .iter()
+        .chain(&SYSCALL_PROGS)
+        .chain(&[SEED, FLUSH])
+        .map(|p| (*p, None))
+        .collect();
+    if send_tp {
+        progs.push((SEND_PROG, None));
     }
     runtime::load(&runtime::LoadSpec {
         what: "the AF_XDP programs",
@@ -164,6 +189,7 @@ impl Source for AfxdpSource {
         let (delivered, bad) = {
             let decoder = std::cell::RefCell::new(&mut decoder);
             let watch = &self.watch;
+            let obj = &self.obj;
             let links = &mut self.links;
             let failure = &mut failure;
             let delivered = runtime::deliver(
@@ -179,7 +205,13 @@ impl Source for AfxdpSource {
                     }
                     None => Ok(true),
                 },
-                &mut || links.clear(),
+                &mut || {
+                    links.clear();
+                    // What the TX rings gave since the last look, as late.
+                    if let Err(e) = run_iter(obj, FLUSH) {
+                        eprintln!("xcap: afxdp: {e}");
+                    }
+                },
                 &mut Vec::new,
             )?;
             let bad = decoder.borrow().bad;
@@ -293,7 +325,7 @@ struct Decoder {
     ifnames: Interned<(u32, u32, [u8; event::IFNAME_LEN])>,
     comms: Interned<[u8; event::COMM_LEN]>,
     /// Source-specific metadata values, made once each.
-    texts: HashMap<(u32, u32, bool), [(String, String); 3]>,
+    texts: HashMap<(u32, u32, u16), Vec<(String, String)>>,
     /// Sockets that received or sent, and their device.
     socks: HashMap<u32, u32>,
     source: Arc<str>,
@@ -330,22 +362,42 @@ impl Decoder {
         // `location` carries the socket's inode and the XDP program's id.
         let sock = h.location as u32;
         let prog = (h.location >> 32) as u32;
-        let zc = h.flags & F_XSK_ZC != 0;
+        let kind = h.flags & (F_XSK_ZC | F_XSK_POLL | F_XSK_LATE);
+        let late = h.flags & F_XSK_LATE != 0;
         let ifname = self
             .ifnames
             .get((h.ifindex, h.netns, h.ifname), |k| event::cstr(&k.2).into());
         let comm = self.comms.get(h.comm, |k| event::cstr(k).into());
         let socks = &mut self.socks;
-        let extra = self.texts.entry((sock, prog, zc)).or_insert_with(|| {
+        let out_dir = h.dir == event::DIR_OUT;
+        let extra = self.texts.entry((sock, prog, kind)).or_insert_with(|| {
             socks.insert(sock, h.ifindex);
-            [
+            let mut v = vec![
                 ("xsk".into(), sock.to_string()),
                 ("xdp_prog".into(), prog.to_string()),
                 (
                     "xsk_mode".into(),
-                    if zc { "zerocopy" } else { "copy" }.into(),
+                    if kind & F_XSK_ZC != 0 {
+                        "zerocopy"
+                    } else {
+                        "copy"
+                    }
+                    .into(),
                 ),
-            ]
+            ];
+            // Sent: seen as a send returned, as a poll() returned, or
+            // caught up as xcap stopped (its time is then not the send's).
+            if out_dir {
+                let how = if kind & F_XSK_LATE != 0 {
+                    "late"
+                } else if kind & F_XSK_POLL != 0 {
+                    "poll"
+                } else {
+                    "send"
+                };
+                v.push(("xsk_tx".into(), how.into()));
+            }
+            v
         });
         let p = out.fill(
             &h,
@@ -360,13 +412,23 @@ impl Decoder {
             },
         );
         // TX is captured in the sending thread; RX in whichever delivered
-        // it, so the socket's owner is named instead, when it is known (the
-        // socket may have closed before it was looked up).
-        if h.dir != event::DIR_OUT {
-            if let Some(o) = self.owners.get(sock) {
-                p.meta.pid = Some(o.pid);
-                p.meta.tid = None;
-                runtime::share_opt(&mut p.meta.comm, Some(&o.comm));
+        // it and late TX maybe in xcap, so the socket's owner is named
+        // instead: as the kernel side recorded it (at bind, or when xcap
+        // started), else as /proc shows it now, else nobody (the socket
+        // closed before it was looked up): never the bystander.
+        if h.flags & F_OWNER != 0 {
+            p.meta.tid = None;
+        } else if !out_dir || late {
+            p.meta.tid = None;
+            match self.owners.get(sock) {
+                Some(o) => {
+                    p.meta.pid = Some(o.pid);
+                    runtime::share_opt(&mut p.meta.comm, Some(&o.comm));
+                }
+                None => {
+                    p.meta.pid = None;
+                    p.meta.comm = None;
+                }
             }
         }
         p.meta.queue = h.queue();

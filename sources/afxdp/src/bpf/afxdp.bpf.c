@@ -20,13 +20,16 @@
  * sender), so the socket's inode is recorded and the owning process found
  * in userspace, as `ss -p` does.
  *
- * TX (copy mode): sock:sock_send_length (6.3+) fires as a send on the
- * socket returns. The kernel consumed the TX ring's descriptors up to
- * cached_cons; xcap captures those from where it stopped the last time
- * (tx_seen), so descriptors a poll() sent are caught up at the next send.
- * Sockets that exist when xcap starts are seeded by a task_file iterator;
- * one not seeded is new, and its ring starts at 0. This runs in the
- * sending thread, whose pid and comm are the application's.
+ * TX (copy mode): the kernel takes descriptors from the TX ring inside the
+ * syscall that asks it to send, up to the ring's cached_cons. xcap captures
+ * those from where it stopped the last time (xsks: seen) as such a call
+ * returns: sock:sock_send_length (6.3+) for any process's send; the poll
+ * family (need_wakeup sockets send from poll()) and, before 6.3, the send
+ * family, for the sockets of the calling process (`owned`: found by a
+ * task_file iterator at start, and at bind()). What neither saw is caught
+ * up, marked late, at the owner's close() and exit and when xcap stops.
+ * The calls run in the sending thread, whose pid and comm are the
+ * application's.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -34,7 +37,22 @@
 #include <bpf/bpf_core_read.h>
 #include "xcap_event.h"
 #include "afxdp.h"
+
+struct xcap_scratch;
+static __always_inline void xcap_xsk_who(struct xcap_event *ev, struct xcap_scratch *s);
+#define XCAP_SRC_WHO xcap_xsk_who
 #include "xcap_runtime.h"
+
+/* The packet's process: the socket's owner when the source set one. */
+static __always_inline void xcap_xsk_who(struct xcap_event *ev, struct xcap_scratch *s)
+{
+	if (!s->src.who)
+		return;
+	ev->pid = s->src.who;
+	ev->tid = 0;
+	__builtin_memcpy(ev->comm, s->src.who_comm, sizeof(ev->comm));
+	ev->flags |= XCAP_F_OWNER;
+}
 
 #define cfg (xcap_cfg.src)
 
@@ -49,13 +67,26 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
-/* Per socket (struct xdp_sock address): TX descriptors captured so far. */
+/* Per socket: where its TX ring was read to, and its owner. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);
-	__type(value, __u32);
-} tx_seen SEC(".maps");
+	__type(value, struct xcap_xsk);
+} xsks SEC(".maps");
+
+/* An empty entry to insert from: too large for the stack. */
+struct xcap_xsk xcap_xsk_new;
+
+/* Name the socket's owner as the packet's process, if it is known. */
+static __always_inline void who_owns(struct xcap_scratch *s, __u64 xs)
+{
+	struct xcap_xsk *k = bpf_map_lookup_elem(&xsks, &xs);
+
+	s->src.who = k ? k->owner : 0;
+	if (k)
+		__builtin_memcpy(s->src.who_comm, k->comm, sizeof(s->src.who_comm));
+}
 
 #define XCAP_AF_XDP 44
 
@@ -240,6 +271,8 @@ int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *x
 	ev->flags = BPF_CORE_READ(xs, zc) ? XCAP_F_XSK_ZC : 0;
 	ev->queue = BPF_CORE_READ(xs, queue_id);
 	BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
+	/* This runs in softirq or the sender's context: name the owner. */
+	who_owns(s, (__u64)xs);
 	xcap_emit(ctx, s, &c, XCAP_XSK_HOOK_RX);
 	return 0;
 }
@@ -316,28 +349,70 @@ static long tx_cb(__u64 i, void *data)
 	return 0;
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(xcap_xsk_tx, struct sock *sk, int ret, int flags)
+/* The AF_XDP socket behind a file, or NULL. */
+static __always_inline struct xdp_sock *file_xsk(struct file *file)
+{
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!file)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	/* A socket's file and its struct socket point at each other; any
+	 * other file's private_data is something else. */
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return NULL;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != XCAP_AF_XDP)
+		return NULL;
+	return (struct xdp_sock *)sk;
+}
+
+/*
+ * Capture what the kernel took from a socket's TX ring since the last look:
+ * descriptors from `seen` (map xsks) up to its consumer index. Whoever
+ * moves `seen` (a compare-and-swap) captures the range, so a send and a
+ * poll() of two threads never capture a descriptor twice. `ino` 0: the socket comes from
+ * a tracepoint that vouches for it; else it was stored, and is still that
+ * socket only if its family and inode say so. A global function: verified
+ * once, whatever calls it.
+ */
+__attribute__((noinline)) int xcap_xsk_tx_sock(__u64 sk, __u32 ino, __u32 how)
 {
 	struct xdp_sock *xs = (void *)sk;
+	struct xcap_xsk *t;
 	struct xcap_scratch *s;
 	struct xsk_queue *tx;
 	struct net_device *dev;
-	__u32 cpu, cons, from = 0, n, size, *seen;
-	__u64 key = (__u64)sk;
+	__u32 cpu, cons, from, n, size, now;
 
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != XCAP_AF_XDP)
+	if (!sk || BPF_CORE_READ(&xs->sk, __sk_common.skc_family) != XCAP_AF_XDP)
+		return 0;
+	now = sock_ino(xs);
+	if (ino && ino != now)
 		return 0;
 	tx = BPF_CORE_READ(xs, tx);
 	if (!tx)
 		return 0;
 	cons = BPF_CORE_READ(tx, cached_cons);
-	seen = bpf_map_lookup_elem(&tx_seen, &key);
-	if (seen)
-		from = *seen;
-	if (cons == from)
+	t = bpf_map_lookup_elem(&xsks, &sk);
+	if (!t) {
+		/* Not seeded nor bound while xcap looked: new, from 0, its
+		 * owner unknown. */
+		bpf_map_update_elem(&xsks, &sk, &xcap_xsk_new, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&xsks, &sk);
+		if (!t)
+			return 0;
+	}
+	if (t->ino != now) {
+		/* A socket at the address of a closed one: from its start. */
+		t->ino = now;
+		t->seen = 0;
+		t->owner = 0;
+	}
+	from = t->seen;
+	if (cons == from || __sync_val_compare_and_swap(&t->seen, from, cons) != from)
 		return 0;
-	bpf_map_update_elem(&tx_seen, &key, &cons, BPF_ANY);
 
 	dev = BPF_CORE_READ(xs, dev);
 	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
@@ -348,16 +423,11 @@ int BPF_PROG(xcap_xsk_tx, struct sock *sk, int ret, int flags)
 	n = cons - from;
 	size = BPF_CORE_READ(tx, nentries);
 	if (n > size) {
-		/* A socket at the address of a closed one, starting over; or
-		 * more sent than the ring holds since the last look: the
+		/* More sent than the ring holds since the last look: the
 		 * oldest descriptors are overwritten, counted lost. */
-		if (cons <= size) {
-			from = 0;
-		} else {
-			xcap_count(XCAP_XSK_HOOK_TX, XCAP_CNT_LOST, n - size);
-			from = cons - size;
-		}
-		n = cons - from;
+		xcap_count(XCAP_XSK_HOOK_TX, XCAP_CNT_LOST, n - size);
+		from = cons - size;
+		n = size;
 	}
 	if (n > XCAP_XSK_MAX_TX) {
 		xcap_count(XCAP_XSK_HOOK_TX, XCAP_CNT_LOST, n - XCAP_XSK_MAX_TX);
@@ -369,7 +439,7 @@ int BPF_PROG(xcap_xsk_tx, struct sock *sk, int ret, int flags)
 	if (!s)
 		return 0;
 
-	struct send t = {
+	struct send st = {
 		.descs = (__u64)BPF_CORE_READ(tx, ring) +
 			 bpf_core_field_offset(struct xdp_rxtx_ring, desc),
 		.mask = BPF_CORE_READ(tx, ring_mask),
@@ -378,50 +448,243 @@ int BPF_PROG(xcap_xsk_tx, struct sock *sk, int ret, int flags)
 		.cpu = cpu,
 	};
 
-	s->src.descs = t.descs;
+	s->src.descs = st.descs;
 	s->src.addrs = (__u64)BPF_CORE_READ(xs, pool, addrs);
-	s->src.mask = t.mask;
+	s->src.mask = st.mask;
 	s->src.tx_ifindex = ifindex;
 	s->src.tx_netns = netns;
 	s->src.tx_queue = BPF_CORE_READ(xs, queue_id);
-	s->src.tx_flags = BPF_CORE_READ(xs, zc) ? XCAP_F_XSK_ZC : 0;
-	s->src.tx_location = sock_ino(xs);
+	s->src.tx_flags = (BPF_CORE_READ(xs, zc) ? XCAP_F_XSK_ZC : 0) |
+			  (how == XCAP_XSK_TX_POLL ? XCAP_F_XSK_POLL : 0) |
+			  (how == XCAP_XSK_TX_LATE ? XCAP_F_XSK_LATE : 0);
+	s->src.tx_location = now;
 	BPF_CORE_READ_STR_INTO(&s->src.tx_ifname, dev, name);
-	bpf_loop(XCAP_XSK_MAX_TX, tx_cb, &t, 0);
+	/* Sent: the sending thread's, unless caught up outside it. */
+	s->src.who = 0;
+	if (how == XCAP_XSK_TX_LATE)
+		who_owns(s, sk);
+	bpf_loop(XCAP_XSK_MAX_TX, tx_cb, &st, 0);
+	return 0;
+}
+
+/* 6.3 and later: every send on any AF_XDP socket, as it returns. raw_tp:
+ * the socket is a number to pass on, not a pointer the verifier follows. */
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(xcap_xsk_tx, struct sock *sk, int ret, int flags)
+{
+	if (sk && BPF_CORE_READ(sk, __sk_common.skc_family) == XCAP_AF_XDP)
+		xcap_xsk_tx_sock((__u64)sk, 0, XCAP_XSK_TX_SEND);
+	return 0;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct xcap_xsk_owned);
+} owned SEC(".maps");
+
+/* An empty entry to insert from: too large for the stack. */
+struct xcap_xsk_owned xcap_xsk_none;
+
+/* Socket `key` (in xsks) is process `task`'s, its TX ring read up to
+ * `seen`: its owner is named for its RX and late TX, and the process's
+ * poll() (and, before 6.3, its sends) look at it. */
+static __always_inline void remember(__u64 key, struct task_struct *task, __u32 seen)
+{
+	struct xdp_sock *xs = (void *)key;
+	struct xcap_xsk_owned *o;
+	struct xcap_xsk *k;
+	__u32 tgid = BPF_CORE_READ(task, tgid), ino = sock_ino(xs), i, n;
+
+	k = bpf_map_lookup_elem(&xsks, &key);
+	if (!k)
+		return;
+	k->seen = seen;
+	k->ino = ino;
+	k->owner = tgid;
+	BPF_CORE_READ_STR_INTO(&k->comm, task, group_leader, comm);
+
+	o = bpf_map_lookup_elem(&owned, &tgid);
+	if (!o) {
+		bpf_map_update_elem(&owned, &tgid, &xcap_xsk_none, BPF_NOEXIST);
+		o = bpf_map_lookup_elem(&owned, &tgid);
+		if (!o)
+			return;
+	}
+	n = o->n;
+	for (i = 0; i < XCAP_XSK_MAX_OWNED; i++) {
+		if (i >= n)
+			break;
+		if (o->xs[i] == key) {
+			o->ino[i] = ino;
+			return;
+		}
+	}
+	i = __sync_fetch_and_add(&o->n, 1);
+	if (i < XCAP_XSK_MAX_OWNED) {
+		o->xs[i] = key;
+		o->ino[i] = ino;
+	} else {
+		/* Full: this one is caught up at its sends (6.3+), its
+		 * owner's close() and exit, and when xcap stops. */
+		__sync_fetch_and_add(&o->n, -1);
+	}
+}
+
+/* The AF_XDP socket behind descriptor `fd` of the current task, or NULL:
+ * looked up as the kernel would. */
+static __always_inline struct xdp_sock *fd_xsk(__u32 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds, *file;
+
+	if (fd >= BPF_CORE_READ(task, files, fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return NULL;
+	return file_xsk(file);
+}
+
+/*
+ * A syscall starts. bind(): a socket being bound is new (its TX ring starts
+ * at 0) and its process's. close() by an owner: what the socket's TX ring
+ * gave since the last look is caught up (late) while the socket is still
+ * there to read.
+ */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(xcap_xsk_sys_enter, struct pt_regs *regs, long id)
+{
+	struct sockaddr_xdp sa;
+	struct xdp_sock *xs;
+	__u32 tgid;
+	__u64 key;
+
+	if (id == cfg.sys_close) {
+		tgid = bpf_get_current_pid_tgid() >> 32;
+		if (!bpf_map_lookup_elem(&owned, &tgid))
+			return 0;
+		/* The x86-64 argument registers: close(fd). */
+		xs = fd_xsk(regs->di);
+		if (xs)
+			xcap_xsk_tx_sock((__u64)xs, 0, XCAP_XSK_TX_LATE);
+		return 0;
+	}
+	if (id != cfg.sys_bind)
+		return 0;
+	/* bind(fd, addr, len) */
+	if (bpf_probe_read_user(&sa.sxdp_family, sizeof(sa.sxdp_family), (void *)regs->si) ||
+	    sa.sxdp_family != XCAP_AF_XDP)
+		return 0;
+	xs = fd_xsk(regs->di);
+	if (!xs)
+		return 0;
+	key = (__u64)xs;
+	bpf_map_update_elem(&xsks, &key, &xcap_xsk_new, BPF_ANY);
+	remember(key, bpf_get_current_task_btf(), 0);
+	return 0;
+}
+
+/* Look at the sockets of process `tgid`; whether it has any. A global
+ * function: its caller's stack frame stays small (6.1 allows 512 bytes for
+ * the whole chain down to the filter, each frame rounded up to 32). */
+__attribute__((noinline)) int xcap_xsk_look(__u32 tgid, __u32 how)
+{
+	struct xcap_xsk_owned *o = bpf_map_lookup_elem(&owned, &tgid);
+	__u32 i, n;
+
+	if (!o)
+		return 0;
+	n = o->n;
+	for (i = 0; i < XCAP_XSK_MAX_OWNED; i++) {
+		if (i >= n)
+			break;
+		xcap_xsk_tx_sock(o->xs[i], o->ino[i], how);
+	}
+	return 1;
+}
+
+/*
+ * A syscall returns: if it is one of the poll family (copy mode sends from
+ * poll() when the socket asks for wakeups) or, before 6.3, of the send
+ * family, the calling process's AF_XDP sockets are looked at.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(xcap_xsk_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u32 id = regs->orig_ax, i, how = XCAP_XSK_TX_SEND;
+	bool hit = false;
+
+	if (id == XCAP_XSK_NO_CALL)
+		return 0;
+	for (i = 0; i < XCAP_XSK_POLL_CALLS; i++)
+		if (id == cfg.sys_poll[i]) {
+			hit = true;
+			how = XCAP_XSK_TX_POLL;
+		}
+	for (i = 0; i < XCAP_XSK_SEND_CALLS; i++)
+		if (id == cfg.sys_send[i])
+			hit = true;
+	if (!hit)
+		return 0;
+	xcap_xsk_look(bpf_get_current_pid_tgid() >> 32, how);
+	return 0;
+}
+
+/*
+ * A process that owns AF_XDP sockets ends (its last thread): before its
+ * files are closed, what their TX rings gave since the last look is caught
+ * up (late). raw_tp: the second argument is new in 6.12, unused here.
+ */
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(xcap_xsk_exit, struct task_struct *p)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (BPF_CORE_READ(p, signal, live.counter))
+		return 0;
+	if (xcap_xsk_look(tgid, XCAP_XSK_TX_LATE))
+		bpf_map_delete_elem(&owned, &tgid);
 	return 0;
 }
 
 /*
  * Run once before xcap attaches the rest: every AF_XDP socket open now gets
- * its TX ring's consumer index in tx_seen, so only what it sends from here
- * on is captured.
+ * its TX ring's consumer index and its owner in xsks, so only what it sends
+ * from here on is captured, and its packets are named its owner's.
  */
 SEC("iter/task_file")
 int xcap_xsk_seed(struct bpf_iter__task_file *ctx)
 {
-	struct file *file = ctx->file;
-	struct socket *sock;
-	struct sock *sk;
+	struct xdp_sock *xs = file_xsk(ctx->file);
+	struct task_struct *task = ctx->task;
 	struct xsk_queue *tx;
 	__u64 key;
-	__u32 cons;
 
-	if (!file)
+	if (!xs || !task)
 		return 0;
-	sock = BPF_CORE_READ(file, private_data);
-	/* A socket's file and its struct socket point at each other; any
-	 * other file's private_data is something else. */
-	if (!sock || BPF_CORE_READ(sock, file) != file)
+	key = (__u64)xs;
+	/* A socket in several processes: the first one found owns it. */
+	if (bpf_map_update_elem(&xsks, &key, &xcap_xsk_new, BPF_NOEXIST))
 		return 0;
-	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != XCAP_AF_XDP)
-		return 0;
-	tx = BPF_CORE_READ((struct xdp_sock *)sk, tx);
-	if (!tx)
-		return 0;
-	cons = BPF_CORE_READ(tx, cached_cons);
-	key = (__u64)sk;
-	bpf_map_update_elem(&tx_seen, &key, &cons, BPF_NOEXIST);
+	tx = BPF_CORE_READ(xs, tx);
+	remember(key, task, tx ? BPF_CORE_READ(tx, cached_cons) : 0);
+	return 0;
+}
+
+/*
+ * Run as xcap stops, after the rest is detached: what any socket's TX ring
+ * gave the kernel since the last look (a send or poll() not seen, a socket
+ * of a process that did not bind it) is captured now, marked late.
+ */
+SEC("iter/task_file")
+int xcap_xsk_flush(struct bpf_iter__task_file *ctx)
+{
+	struct xdp_sock *xs = file_xsk(ctx->file);
+
+	if (xs)
+		xcap_xsk_tx_sock((__u64)xs, 0, XCAP_XSK_TX_LATE);
 	return 0;
 }
 

@@ -11,10 +11,26 @@
  * kernel's MAX_SKB_FRAGS + 1 is 18). */
 #define XCAP_XSK_MAX_FRAGS 32
 
+/* Syscalls at whose return a process's AF_XDP sockets are looked at for
+ * what the kernel took from their TX rings. */
+#define XCAP_XSK_POLL_CALLS 8
+#define XCAP_XSK_SEND_CALLS 4
+/* Sockets of one process looked at so. */
+#define XCAP_XSK_MAX_OWNED 16
+#define XCAP_XSK_NO_CALL 0xffffffff
+
 struct xcap_src_config {
 	__u32 nr_ifaces;                /* 0: every interface */
 	__u32 ifindex[XCAP_MAX_IFACES]; /* 0: any interface */
 	__u32 netns[XCAP_MAX_IFACES];   /* 0: any namespace */
+	/* This architecture's syscall numbers, XCAP_XSK_NO_CALL for none:
+	 * bind (a new socket), close (its last TX caught up), the poll family (copy mode sends from poll()
+	 * with need_wakeup), the send family (only before 6.3, where
+	 * sock_send_length is missing). */
+	__u32 sys_bind;
+	__u32 sys_close;
+	__u32 sys_poll[XCAP_XSK_POLL_CALLS];
+	__u32 sys_send[XCAP_XSK_SEND_CALLS];
 };
 
 /* Most descriptors one send is read for; beyond, they are counted lost. */
@@ -40,8 +56,34 @@ struct xcap_src_scratch {
 	__u32 tx_netns;
 	__u32 tx_queue;
 	__u32 tx_flags;
-	__u32 pad;
+	__u32 who;       /* the socket's owner, to name instead of the current
+			  * task (RX, late TX); 0: the current task */
 	char tx_ifname[16];
+	char who_comm[16];
+};
+
+/* How a TX packet was seen (XCAP_XSK_TX_*): as a send returned, as a
+ * poll() returned, or caught up when xcap stopped. */
+#define XCAP_XSK_TX_SEND 0
+#define XCAP_XSK_TX_POLL 1
+#define XCAP_XSK_TX_LATE 2
+
+/* Per socket (struct xdp_sock address, map `xsks`). */
+struct xcap_xsk {
+	__u32 seen;  /* TX ring index up to which descriptors were captured */
+	__u32 ino;   /* the socket's inode: another socket at the same address
+		      * starts over */
+	__u32 owner; /* tgid of the process that bound it (or held it when
+		      * xcap started), 0: unknown */
+	__u32 pad;
+	char comm[16]; /* that process's name */
+};
+
+/* Per process (tgid): its AF_XDP sockets, by address and inode. */
+struct xcap_xsk_owned {
+	__u64 xs[XCAP_XSK_MAX_OWNED];
+	__u32 ino[XCAP_XSK_MAX_OWNED];
+	__u32 n;
 };
 
 /* Drops counted per socket and error (map `drops`). */
