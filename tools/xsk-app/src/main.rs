@@ -126,6 +126,10 @@ struct TxArgs {
     /// Send one packet at a time, this many milliseconds apart.
     #[arg(long, default_value_t = 0)]
     gap_ms: u64,
+    /// End the process with the socket open (no close()): the kernel
+    /// closes it as the process exits.
+    #[arg(long)]
+    exit_open: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -646,7 +650,7 @@ fn tx(cli: &Cli, xsk: &Xsk, ifindex: u32, flags: u16, a: &TxArgs) -> Result<i32,
     };
     bind(cli, xsk, ifindex, flags)?;
     ready(xsk);
-    let _child = (a.kick == Kick::PollChild)
+    let child = (a.kick == Kick::PollChild)
         .then(|| Poller::fork(xsk.fd.as_raw_fd()))
         .transpose()?;
     let mut free: Vec<u64> = (0..cli.frames as u64)
@@ -715,5 +719,12 @@ fn tx(cli: &Cli, xsk: &Xsk, ifindex: u32, flags: u16, a: &TxArgs) -> Result<i32,
         }
     }
     out(&format!("tx packets={}", completed / per));
+    if a.exit_open {
+        drop(child);
+        // Nothing is dropped: the socket is closed by the kernel at exit
+        // (and the XDP program, which tx mode does not attach, stays none).
+        std::process::exit(0);
+    }
+    drop(child);
     Ok(0)
 }
