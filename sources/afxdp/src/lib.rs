@@ -10,8 +10,9 @@
 //! TX is read from the ring the kernel took it from: as a send returns
 //! (sock_send_length, 6.3 and later; before, the send syscalls of the
 //! processes that own AF_XDP sockets), as such a process's poll() returns
-//! (copy mode sends from poll() for need_wakeup sockets), and when xcap
-//! stops, for what neither saw (marked late).
+//! (copy mode sends from poll() for need_wakeup sockets); what neither saw
+//! is caught up, marked late, at the owner's close() and exit and when
+//! xcap stops.
 
 mod config;
 mod owners;
@@ -63,7 +64,8 @@ fn open(cfg: &CaptureConfig, _m: &SourceArgs) -> Result<Box<dyn Source>> {
         eprintln!(
             "xcap: afxdp: this kernel has no sock:sock_send_length tracepoint (Linux 6.3): \
              packets are captured as they are sent only from the processes that own the \
-             sockets, others' when xcap stops"
+             sockets; others' are caught up (late) when the owner closes the socket or exits, \
+             or when xcap stops"
         );
     }
     let (obj, _) = load(cfg, send_tp)?;
