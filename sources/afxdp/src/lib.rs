@@ -70,37 +70,32 @@ fn open(cfg: &CaptureConfig, _m: &SourceArgs) -> Result<Box<dyn Source>> {
     }
     let (obj, _) = load(cfg, send_tp)?;
     let watch = iface::Watch::start(&cfg.interfaces, cfg.netns.as_deref())?;
-    let attach = |name: &str| -> Result<Link> {
-        let prog = obj
-            .progs_mut()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| Error::runtime(format!("program {name} missing")))?;
-        prog.attach().map_err(|e| {
-            xcap_bpf_common::libbpf_error(&format!("attach {name} (AF_XDP source)"), e)
-        })
-    };
     // Where each open socket's TX ring stands now, and whose it is, before
     // the TX programs run: only what is sent from here on is captured.
     run_iter(&obj, SEED)?;
     let mut links = Vec::new();
     if send_tp {
-        links.push(attach(SEND_PROG)?);
+        links.push(attach(&obj, SEND_PROG)?);
     }
     for name in SYSCALL_PROGS.iter().chain(&RX_PROGS) {
-        links.push(attach(name)?);
+        links.push(attach(&obj, name)?);
     }
     Ok(Box::new(AfxdpSource { obj, links, watch }))
 }
 
-/// Run a task_file iterator program to its end.
-fn run_iter(obj: &Object, name: &str) -> Result<()> {
+/// Attach program `name` where its section says.
+fn attach(obj: &Object, name: &str) -> Result<Link> {
     let prog = obj
         .progs_mut()
         .find(|p| p.name() == name)
         .ok_or_else(|| Error::runtime(format!("program {name} missing")))?;
-    let link = prog
-        .attach()
-        .map_err(|e| xcap_bpf_common::libbpf_error(&format!("attach {name} (AF_XDP source)"), e))?;
+    prog.attach()
+        .map_err(|e| xcap_bpf_common::libbpf_error(&format!("attach {name} (AF_XDP source)"), e))
+}
+
+/// Run a task_file iterator program to its end.
+fn run_iter(obj: &Object, name: &str) -> Result<()> {
+    let link = attach(obj, name)?;
     let mut it = libbpf_rs::Iter::new(&link)
         .map_err(|e| xcap_bpf_common::libbpf_error("run the AF_XDP socket iterator", e))?;
     std::io::copy(&mut it, &mut std::io::sink())
