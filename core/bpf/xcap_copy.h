@@ -26,6 +26,11 @@ static __always_inline __u32 xcap_copy(__u8 *data, __u32 off, __u64 src, __u32 l
 	barrier_var(len);
 	if (len > XCAP_MAX_SNAPLEN)
 		return 0;
+	/*
+	 * And once more: clang may otherwise pass a copy it spilled before the
+	 * check, whose bound 6.1's verifier does not know.
+	 */
+	barrier_var(len);
 	if (user ? bpf_probe_read_user(&data[off], len, (void *)src) :
 		   bpf_probe_read_kernel(&data[off], len, (void *)src))
 		return 0;

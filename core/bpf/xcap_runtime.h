@@ -8,12 +8,16 @@
  * A source defines, before including this header:
  *   struct xcap_src_config   its part of the read-only configuration
  *   struct xcap_src_scratch  its part of the per-CPU assembly area
+ *   XCAP_FILTER_IN_PLACE     (optional) its packets lie in kernel memory
+ *                            and it calls xcap_filter_in_place()
  * and, after including it, the function the runtime calls to copy the part
  * of a packet that does not follow the first bytes (paged skb data, chained
  * mbufs):
  *   static __always_inline void xcap_copy_rest(struct xcap_copy *c);
  *
  * A capture then goes:
+ *   if (!xcap_filter_in_place(&c, addr, n))    kernel memory: filter
+ *           return 0;                          before any copy
  *   s = xcap_scratch(&c.cpu);                  the assembly area
  *   c.off = xcap_copy(s->data, 0, addr, n, u); the first bytes
  *   if (!xcap_filter_copy(s, &c, hook, false)) filter, then the rest
@@ -29,6 +33,7 @@
 #ifndef __XCAP_RUNTIME_H
 #define __XCAP_RUNTIME_H
 
+#include <bpf/bpf_core_read.h>
 #include "xcap_event.h"
 #include "xcap_filter.h"
 #include "xcap_copy.h"
@@ -119,12 +124,15 @@ static __always_inline struct xcap_scratch *xcap_scratch(__u32 *cpu)
 /* A packet being copied into the data area. */
 struct xcap_copy {
 	__u64 at[2]; /* the source's: where the rest of the packet is */
+	__u64 place; /* where the first bytes lie, for the filter in place */
 	__u32 off;   /* bytes copied so far */
 	__u32 cap;   /* bytes wanted: the packet, up to the snap length */
 	__u32 total; /* the packet's length */
 	__u32 cpu;
 	__u8 raw;    /* starts at the IP header, not the Ethernet header */
 	__u8 trunc;  /* some bytes could not be read */
+	__u8 ran;    /* the filter already ran in place ... */
+	__u8 verdict; /* ... and said this */
 };
 
 /* Copies what follows the first bytes; defined by the source. */
@@ -136,26 +144,77 @@ struct xcap_filter_data {
 };
 
 /*
- * The filter, verified once per program (a global function: the verifier
- * checks it on its own, not at each call and state of the caller).
+ * Loads at any kernel address, checked by the kernel at run time rather
+ * than by the verifier (a void * cast by bpf_rdonly_cast: 6.17 and later),
+ * for a source whose packets lie in kernel memory and that defines
+ * XCAP_FILTER_IN_PLACE. Declared here so that every libbpf header version
+ * builds it; libbpf resolves both names when loading, to nothing on older
+ * kernels, where the code that uses them is never reached.
  */
-__attribute__((noinline)) int xcap_run_filter(struct xcap_filter_data *d, __u32 buflen,
-					      __u32 wirelen, __u32 raw)
+#ifdef XCAP_FILTER_IN_PLACE
+enum bpf_features___xcap { BPF_FEAT_RDONLY_CAST_TO_VOID___xcap = 0 };
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#define xcap_can_read_in_place()                                                            \
+	bpf_core_enum_value_exists(enum bpf_features___xcap, BPF_FEAT_RDONLY_CAST_TO_VOID___xcap)
+#else
+#define xcap_can_read_in_place() 0
+#define bpf_rdonly_cast(p, id) NULL
+#endif
+
+/*
+ * The filter, verified once per program (a global function: the verifier
+ * checks it on its own, not at each call and state of the caller). It
+ * reads `buflen` bytes of the data area `d`, or, when d is NULL, of kernel
+ * memory at c->place where the packet lies (only where
+ * xcap_can_read_in_place(); elsewhere it answers NEED_MORE). The address
+ * comes through memory because on 6.17 and later an address loaded from a
+ * typed kernel struct (skb->head at a tp_btf hook) is a pointer to the
+ * verifier, which it refuses as a number argument; read back here, it is
+ * a number.
+ */
+__attribute__((noinline)) int xcap_run_filter(struct xcap_filter_data *d, struct xcap_copy *c,
+					      __u32 buflen)
 {
 	__u32 mem[16] = {};
+	const void *b;
 
-	if (!d)
+	if (!c)
 		return XCAP_FILTER_MISS;
-	return xcap_filter(d->b, buflen, wirelen, raw, mem);
+	if (d)
+		b = d->b;
+	else if (xcap_can_read_in_place())
+		b = bpf_rdonly_cast((void *)c->place, 0);
+	else
+		return XCAP_FILTER_NEED_MORE;
+	return xcap_filter((void *)b, buflen, c->total, c->raw, mem);
 }
 
 /*
- * Run the filter (if there is one) and copy the rest of the packet when it
- * is to be captured: it matched, or `keep` (the source wants it anyway).
- * When the filter reads past the first bytes, it runs again on the whole
- * copy. Returns whether it matched (true without a filter). The rest is
- * copied at this one place: each call site of a bpf_loop is verified on
- * its own.
+ * Before anything is copied: run the filter on the packet's first `len`
+ * bytes (the ones the first copy would take) where they lie in kernel
+ * memory, so that a packet it rejects costs no copy at all: the copy was
+ * most of a rejection's cost. Returns false when the filter rejects it.
+ * c->total and c->raw must be set. Without a filter, or on a kernel that
+ * does not allow such loads, it does nothing and xcap_filter_copy()
+ * filters the copy, with the same verdicts.
+ */
+static __always_inline bool xcap_filter_in_place(struct xcap_copy *c, __u64 addr, __u32 len)
+{
+	if (!xcap_cfg.rt.filter || !xcap_can_read_in_place())
+		return true;
+	c->place = addr;
+	c->verdict = xcap_run_filter(NULL, c, len);
+	c->ran = 1;
+	return c->verdict != XCAP_FILTER_MISS;
+}
+
+/*
+ * Run the filter (if there is one and it did not run in place) and copy
+ * the rest of the packet when it is to be captured: it matched, or `keep`
+ * (the source wants it anyway). When the filter reads past the first
+ * bytes, it runs again on the whole copy. Returns whether it matched (true
+ * without a filter). The rest is copied at this one place: each call site
+ * of a bpf_loop is verified on its own.
  */
 static __always_inline bool xcap_filter_copy(struct xcap_scratch *s, struct xcap_copy *c,
 					     __u32 hook, bool keep)
@@ -163,14 +222,14 @@ static __always_inline bool xcap_filter_copy(struct xcap_scratch *s, struct xcap
 	int r = XCAP_FILTER_MATCH;
 
 	if (xcap_cfg.rt.filter) {
-		r = xcap_run_filter((void *)s->data, c->off, c->total, c->raw);
+		r = c->ran ? c->verdict : xcap_run_filter((void *)s->data, c, c->off);
 		if (r == XCAP_FILTER_MISS && !keep)
 			return false;
 	}
 	if (!c->trunc && c->off < c->cap)
 		xcap_copy_rest(c);
 	if (r == XCAP_FILTER_NEED_MORE)
-		r = xcap_run_filter((void *)s->data, c->off, c->total, c->raw);
+		r = xcap_run_filter((void *)s->data, c, c->off);
 	if ((r == XCAP_FILTER_MATCH || keep) && (c->trunc || c->off < c->cap))
 		xcap_count(hook, XCAP_CNT_TRUNC, 1);
 	return r == XCAP_FILTER_MATCH;

@@ -41,6 +41,8 @@
 struct xcap_scratch;
 static __always_inline void xcap_xsk_who(struct xcap_event *ev, struct xcap_scratch *s);
 #define XCAP_SRC_WHO xcap_xsk_who
+/* UMEM frames are kernel memory (vmapped): the filter may read them in place. */
+#define XCAP_FILTER_IN_PLACE
 #include "xcap_runtime.h"
 
 /* The packet's process: the socket's owner when the source set one. */
@@ -253,6 +255,8 @@ int BPF_PROG(xcap_xsk_rx, const struct net_device *dev, const struct bpf_prog *x
 	c.total = w.total;
 	c.cap = c.total < xcap_cfg.rt.snaplen ? c.total : xcap_cfg.rt.snaplen;
 	first = d.len < c.cap ? d.len : c.cap;
+	if (!xcap_filter_in_place(&c, addrs + umem_off(d.addr), first))
+		return 0;
 	c.off = xcap_copy(s->data, 0, addrs + umem_off(d.addr), first, false);
 	c.trunc = c.off != first;
 	if (!xcap_filter_copy(s, &c, XCAP_XSK_HOOK_RX, false))
@@ -295,6 +299,8 @@ __attribute__((noinline)) int xcap_xsk_tx_pkt(__u32 cpu, __u32 first, __u32 nr, 
 	c.total = total;
 	c.cap = c.total < xcap_cfg.rt.snaplen ? c.total : xcap_cfg.rt.snaplen;
 	len = d.len < c.cap ? d.len : c.cap;
+	if (!xcap_filter_in_place(&c, s->src.addrs + umem_off(d.addr), len))
+		return 0;
 	c.off = xcap_copy(s->data, 0, s->src.addrs + umem_off(d.addr), len, false);
 	c.trunc = c.off != len;
 	if (!xcap_filter_copy(s, &c, XCAP_XSK_HOOK_TX, false))

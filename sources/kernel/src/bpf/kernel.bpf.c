@@ -15,6 +15,8 @@
 #include <bpf/bpf_core_read.h>
 #include "xcap_event.h"
 #include "kernel.h"
+/* skbs are kernel memory: the filter may read them in place. */
+#define XCAP_FILTER_IN_PLACE
 #include "xcap_runtime.h"
 
 /* The kernel source's configuration (kernel.h). */
@@ -423,12 +425,15 @@ static __always_inline int capture(void *ctx, struct sk_buff *skb, __u64 locatio
 	c.at[1] = (__u64)head;
 	__u32 lin = linear < c.cap ? linear : c.cap;
 
-	c.off = hlen < lin ? hlen + xcap_copy(s->data, hlen, (__u64)start, lin - hlen, false) : hlen;
-	c.trunc = c.off != lin;
-
 	/* --track: a packet that matched at an earlier hook is kept. */
 	__u64 key = (__u64)skb;
 	bool kept = cfg.track && bpf_map_lookup_elem(&tracked, &key);
+
+	/* The packet where it lies (not with headers made up in front). */
+	if (!hlen && !xcap_filter_in_place(&c, (__u64)start, lin) && !kept)
+		return 0;
+	c.off = hlen < lin ? hlen + xcap_copy(s->data, hlen, (__u64)start, lin - hlen, false) : hlen;
+	c.trunc = c.off != lin;
 
 	if (!xcap_filter_copy(s, &c, hook, kept)) {
 		if (!kept)
