@@ -51,11 +51,15 @@ def teardown():
 
 
 def prog_stats(prefix):
-    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
-                         check=True).stdout
-    for p in json.loads(out):
-        if p.get("name", "").startswith(prefix):
-            return p.get("run_time_ns", 0), p.get("run_cnt", 0)
+    # bpftrace can print its "Attaching" line a moment before the program
+    # shows in bpftool: look again for a while before giving up.
+    for _ in range(100):
+        out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
+                             check=True).stdout
+        for p in json.loads(out):
+            if p.get("name", "").startswith(prefix):
+                return p.get("run_time_ns", 0), p.get("run_cnt", 0)
+        time.sleep(0.05)
     raise RuntimeError(f"program {prefix}* not found")
 
 
@@ -87,8 +91,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--xcap", default="target/release/xcap")
+    ap.add_argument("--xcap", default="target/release/xcap",
+                    help="binary; several, comma-separated, are compared interleaved")
+    ap.add_argument("--only", default="",
+                    help="run only the cases whose name contains one of these comma-separated words")
     a = ap.parse_args()
+    xcaps = a.xcap.split(",")
+    words = [w for w in a.only.split(",") if w]
+    cases = [(n, c) for n, c in CASES if c is None or not words or any(w in n for w in words)]
+    # (label, binary, args): the floor once, every other case once per binary.
+    runs = [(n if c is None or len(xcaps) == 1 else f"{n} [{x}]", x, c)
+            for n, c in cases for x in (xcaps[:1] if c is None else xcaps)]
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
     old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
@@ -97,11 +110,11 @@ def main():
     srv = subprocess.Popen(["ip", "netns", "exec", B, "iperf3", "-s"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)
-    res = {name: [] for name, _ in CASES}
+    res = {name: [] for name, _, _ in runs}
     try:
         for r in range(a.runs):
-            for name, args in CASES:
-                ns, n = run(a.xcap, args, a.seconds)
+            for name, xcap, args in runs:
+                ns, n = run(xcap, args, a.seconds)
                 res[name].append((ns, n))
                 print(f"# run {r} {name}: {ns:.0f} ns/event over {n} events", file=sys.stderr)
     finally:
@@ -113,7 +126,7 @@ def main():
           f"median of {a.runs} interleaved runs\n")
     print("| filter | ns per event (BPF run time / run count) | events per run |")
     print("|---|---|---|")
-    for name, _ in CASES:
+    for name, _, _ in runs:
         ns = statistics.median(x[0] for x in res[name])
         n = statistics.median(x[1] for x in res[name])
         print(f"| {name} | {ns:.0f} | {n:,.0f} |")
