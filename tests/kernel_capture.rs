@@ -385,7 +385,7 @@ fn fin_from(p: &Pkt, port: u16) -> bool {
     })
 }
 
-/// Concatenate the TCP payload sent to `port`, by sequence number.
+/// The TCP payload sent to `port`, laid out by sequence number.
 fn tcp_payload_to(pkts: &[(u16, Vec<u8>, u32)], port: u16) -> Vec<u8> {
     let mut segs = BTreeMap::new();
     for (_, d, _) in pkts {
@@ -402,7 +402,20 @@ fn tcp_payload_to(pkts: &[(u16, Vec<u8>, u32)], port: u16) -> Vec<u8> {
             segs.insert(seq, payload.to_vec());
         }
     }
-    segs.into_values().flatten().collect()
+    // Laid out by sequence number: a retransmission cut differently from
+    // the original (it happens under load) overlaps it, not adds to it.
+    let Some(&first) = segs.keys().next() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (seq, p) in segs {
+        let at = seq.wrapping_sub(first) as usize;
+        if out.len() < at + p.len() {
+            out.resize(at + p.len(), 0);
+        }
+        out[at..at + p.len()].copy_from_slice(&p);
+    }
+    out
 }
 
 #[test]
