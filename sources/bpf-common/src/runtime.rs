@@ -343,7 +343,7 @@ impl Slots {
     }
 
     /// The next packet to fill: an old one, whose fields are all stale.
-    pub fn slot(&mut self) -> &mut Packet {
+    fn slot(&mut self) -> &mut Packet {
         if self.filled == self.packets.len() {
             let p = SPARE
                 .with_borrow_mut(|s| s.pop())
@@ -686,7 +686,7 @@ pub fn deliver(
 /// dropped here, on the thread that made them), with room for as many as
 /// this one has (growing a vector of packets by doubling moves each
 /// packet again). False when the bus has gone.
-fn send(ctx: &SourceCtx, slots: &mut Slots, watermark: u64) -> bool {
+pub fn send(ctx: &SourceCtx, slots: &mut Slots, watermark: u64) -> bool {
     let cap = slots.len().next_power_of_two().min(BATCH_RESERVE_MAX);
     let mut next = Vec::new();
     while let Some(v) = ctx.recycled() {

@@ -376,10 +376,8 @@ impl Source for HelperSource {
                 }
                 WATERMARK if !bus_gone => {
                     let mark = u64::from_ne_bytes(payload[..8].try_into().unwrap_or_default());
-                    let next = runtime::Slots::new(ctx.recycled().unwrap_or_default());
-                    let batch = std::mem::replace(&mut pending, next).into_batch();
-                    delivered += batch.len() as u64;
-                    bus_gone = !ctx.send(batch, mark + wall);
+                    delivered += pending.len() as u64;
+                    bus_gone = !runtime::send(&ctx, &mut pending, mark + wall);
                 }
                 STATS => {
                     hooks = String::from_utf8_lossy(&payload)
