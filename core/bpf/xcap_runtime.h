@@ -145,20 +145,17 @@ struct xcap_filter_data {
 
 /*
  * Loads at any kernel address, checked by the kernel at run time rather
- * than by the verifier (a void * cast by bpf_rdonly_cast: 6.17 and later),
- * for a source whose packets lie in kernel memory and that defines
- * XCAP_FILTER_IN_PLACE. Declared here so that every libbpf header version
- * builds it; libbpf resolves both names when loading, to nothing on older
- * kernels, where the code that uses them is never reached.
+ * than by the verifier (a void * cast by bpf_rdonly_cast, declared by
+ * libbpf's bpf_core_read.h: 6.17 and later), for a source whose packets
+ * lie in kernel memory and that defines XCAP_FILTER_IN_PLACE. libbpf
+ * resolves the feature check when loading: 0 on older kernels, where the
+ * code that casts is never reached and the weak kfunc stays unresolved.
  */
 #ifdef XCAP_FILTER_IN_PLACE
-enum bpf_features___xcap { BPF_FEAT_RDONLY_CAST_TO_VOID___xcap = 0 };
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 #define xcap_can_read_in_place()                                                            \
-	bpf_core_enum_value_exists(enum bpf_features___xcap, BPF_FEAT_RDONLY_CAST_TO_VOID___xcap)
+	bpf_core_enum_value_exists(enum bpf_features, BPF_FEAT_RDONLY_CAST_TO_VOID)
 #else
 #define xcap_can_read_in_place() 0
-#define bpf_rdonly_cast(p, id) NULL
 #endif
 
 /*
@@ -182,8 +179,10 @@ __attribute__((noinline)) int xcap_run_filter(struct xcap_filter_data *d, struct
 		return XCAP_FILTER_MISS;
 	if (d)
 		b = d->b;
+#ifdef XCAP_FILTER_IN_PLACE
 	else if (xcap_can_read_in_place())
 		b = bpf_rdonly_cast((void *)c->place, 0);
+#endif
 	else
 		return XCAP_FILTER_NEED_MORE;
 	return xcap_filter((void *)b, buflen, c->total, c->raw, mem);
